@@ -1,0 +1,100 @@
+"""
+### tweets_to_kafka
+
+Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
+`query` from the X API v2 recent search, and write them to the Kafka topic `topic`, keyed by tweet id.
+
+- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `twitter_default`).
+- **produce_tweets** writes one record per tweet with the Kafka provider's `ProduceToTopicOperator`
+  (connection `kafka_default`) and fails if the broker does not acknowledge every record.
+
+Records are JSON (`record_format=json`) or the Lambda Architecture seed's `;` line (`seed`).
+A run either delivers every tweet of its window or fails, and a retry or rerun writes the same keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+
+from include.kafka_delivery import TOPIC_ALIAS, announce_topic
+from include.records import RECORD_FORMATS
+from include.run_params import DEFAULT_QUERY, DEFAULT_TOPIC, MAX_QUERY_LENGTH, TOPIC_PATTERN
+
+log = logging.getLogger(__name__)
+
+
+@dag(
+    dag_id="tweets_to_kafka",
+    schedule=CronDataIntervalTimetable("* * * * *", timezone="UTC"),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=4,
+    dagrun_timeout=timedelta(minutes=30),
+    default_args={
+        "retries": 3,
+        "retry_delay": timedelta(seconds=20),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(minutes=10),
+    },
+    params={
+        "query": Param(
+            DEFAULT_QUERY,
+            type="string",
+            minLength=1,
+            maxLength=MAX_QUERY_LENGTH,
+            description="X API search query",
+        ),
+        "topic": Param(DEFAULT_TOPIC, type="string", pattern=TOPIC_PATTERN, description="Kafka topic"),
+        "record_format": Param(
+            "json",
+            enum=list(RECORD_FORMATS),
+            description="json: one JSON object per tweet; seed: the seed's ';' line",
+        ),
+    },
+    tags=["x-api", "kafka", "ingestion"],
+    doc_md=__doc__,
+)
+def tweets_to_kafka():
+    @task
+    def fetch_tweets(**context) -> list[dict]:
+        """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from include.records import to_record
+        from include.run_params import validate_params
+        from include.windows import run_window, seconds_until_searchable
+        from twitter_provider.hooks import TwitterHook
+
+        params = context["params"]
+        try:
+            validate_params(params)
+        except ValueError as error:
+            raise AirflowFailException(str(error)) from None
+        start, end = run_window(context)
+        wait = seconds_until_searchable(end, datetime.now(UTC))
+        if wait:
+            log.info("Waiting %.0f s until the window's last tweets are searchable", wait)
+            time.sleep(wait)
+        tweets = TwitterHook().search_window(params["query"], start, end)
+        return [to_record(tweet, tweet["author"]) for tweet in tweets]
+
+    ProduceToTopicOperator(
+        task_id="produce_tweets",
+        kafka_config_id="kafka_default",
+        topic="{{ params.topic }}",
+        producer_function="include.kafka_delivery.produce_records",
+        producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
+        delivery_callback="include.kafka_delivery.fail_on_delivery_error",
+        synchronous=False,
+        outlets=[TOPIC_ALIAS],
+        post_execute=announce_topic,
+    )
+
+
+tweets_to_kafka()

@@ -1,0 +1,277 @@
+"""TwitterHook: the X API v2 recent search, through tweepy, with timeouts, paging, retries and clear errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import tweepy
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.log import mask_secret
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+TWEEPY_HOST = "https://api.twitter.com"  # hard-coded in tweepy.Client.request
+OAUTH1_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
+PAGE_SIZE = 100  # the most the recent search returns per request
+NEAR_RESET_SECONDS = 60  # wait for a rate-limit reset this close; fail (for Airflow to retry) beyond it
+_STATUS_HINTS = {
+    400: "the X API refused the request's parameters",
+    401: "check the connection's bearer token or OAuth 1.0a keys",
+    402: "the X developer account has no credits left",
+    403: "the app or its access level may not use this endpoint",
+    404: "check the connection's host (API base URL)",
+}
+
+# tweepy logs request headers (the bearer token) and requests-oauthlib the signed OAuth header at DEBUG.
+for _logger in ("tweepy", "oauthlib", "requests_oauthlib"):
+    logging.getLogger(_logger).setLevel(logging.INFO)
+
+
+class TransientXApiError(AirflowException):
+    """A failure that a later attempt may not meet: 5xx, no reply, a body that is not JSON."""
+
+
+class _RateLimited(Exception):
+    def __init__(self, reset_at: datetime, message: str):
+        super().__init__(message)
+        self.reset_at = reset_at
+
+
+class _XApiAdapter(HTTPAdapter):
+    """Sends tweepy's requests to `base_url` instead of its hard-coded host, always with a timeout."""
+
+    def __init__(self, base_url: str, timeout: tuple[float, float]):
+        super().__init__()
+        self.base_url = base_url
+        self.timeout = timeout
+
+    def send(self, request, **kwargs):
+        request.url = self.base_url + request.url.removeprefix(TWEEPY_HOST)
+        kwargs["timeout"] = kwargs.get("timeout") or self.timeout
+        return super().send(request, **kwargs)
+
+
+class TwitterHook(BaseHook):
+    """
+    Reads tweets from the X API v2 with the credentials of an Airflow connection.
+
+    The bearer token (app-only auth) is the connection's password; OAuth 1.0a user context is the
+    extra fields `consumer_key`, `consumer_secret`, `access_token`, `access_token_secret`. The host,
+    when set, replaces the API's base URL (e.g. a simulator at `http://127.0.0.1:8099`).
+
+    :param twitter_conn_id: the connection id
+    :param timeout: connect and read timeout of every request, in seconds
+    :param attempts: tries of one request that meets a transient failure, before the task fails
+    :param backoff: first wait between those tries, in seconds; it doubles each time
+    """
+
+    conn_name_attr = "twitter_conn_id"
+    default_conn_name = "twitter_default"
+    conn_type = "twitter"
+    hook_name = "X (Twitter)"
+
+    def __init__(
+        self,
+        twitter_conn_id: str = default_conn_name,
+        timeout: tuple[float, float] = (10.0, 30.0),
+        attempts: int = 4,
+        backoff: float = 1.0,
+    ):
+        super().__init__()
+        self.twitter_conn_id = twitter_conn_id
+        self.timeout = timeout
+        self.attempts = attempts
+        self.backoff = backoff
+        self.requests_made = 0
+        self.rate_limit_remaining: str | None = None
+
+    @cached_property
+    def base_url(self) -> str:
+        host = (self._connection.host or "").rstrip("/")
+        if not host:
+            return TWEEPY_HOST
+        url = urlsplit(host)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise AirflowFailException(
+                f"Connection '{self.twitter_conn_id}': host {host!r} is not an http(s) URL; "
+                "leave it empty for the X API or set e.g. http://127.0.0.1:8099"
+            )
+        return host
+
+    @cached_property
+    def _connection(self):
+        return self.get_connection(self.twitter_conn_id)
+
+    @cached_property
+    def _uses_oauth1(self) -> bool:
+        """Whether requests are signed with OAuth 1.0a rather than sent with the bearer token."""
+        return not self._connection.password
+
+    def get_conn(self) -> tweepy.Client:
+        """Return the tweepy client, built once from the connection."""
+        return self._client
+
+    @cached_property
+    def _client(self) -> tweepy.Client:
+        conn = self._connection
+        try:
+            extra = json.loads(conn.extra) if conn.extra else {}
+        except json.JSONDecodeError as error:
+            raise AirflowFailException(
+                f"Connection '{self.twitter_conn_id}': extra is not valid JSON ({error.msg} at "
+                f"line {error.lineno} column {error.colno})"
+            ) from None
+        oauth1 = {field: extra.get(field) for field in OAUTH1_FIELDS if extra.get(field)}
+        if oauth1 and len(oauth1) < len(OAUTH1_FIELDS):
+            missing = ", ".join(field for field in OAUTH1_FIELDS if field not in oauth1)
+            raise AirflowFailException(
+                f"Connection '{self.twitter_conn_id}': OAuth 1.0a needs all of {', '.join(OAUTH1_FIELDS)} "
+                f"in extra; missing {missing}"
+            )
+        if not conn.password and not oauth1:
+            raise AirflowFailException(
+                f"Connection '{self.twitter_conn_id}' has no credentials: put the bearer token in its "
+                f"password, or {', '.join(OAUTH1_FIELDS)} in its extra"
+            )
+        for secret in (conn.password, *oauth1.values()):
+            if secret:
+                mask_secret(secret)
+        client = tweepy.Client(
+            bearer_token=conn.password or None,
+            **(oauth1 if self._uses_oauth1 else {}),
+            return_type=requests.Response,
+        )
+        client.session.mount(TWEEPY_HOST, _XApiAdapter(self.base_url, self.timeout))
+        return client
+
+    def search_window(self, query: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """
+        Return every tweet matching `query` with `start <= created_at < end`, newest first.
+
+        Each tweet is the API's JSON object plus `author`: its user from the page's `includes.users`,
+        or None. Every page is read; a tweet met twice is kept once.
+
+        :param query: the X API search query
+        :param start: the window's first instant (inclusive), timezone-aware
+        :param end: the window's end (exclusive), timezone-aware
+        """
+        params: dict[str, Any] = {
+            "query": query,
+            "start_time": start,
+            "end_time": end,
+            "max_results": PAGE_SIZE,
+            "expansions": "author_id",
+            "tweet_fields": "author_id,created_at,lang,public_metrics",
+            "user_fields": "location,public_metrics",
+        }
+        tweets: dict[str, dict[str, Any]] = {}
+        pages = 0
+        while True:
+            page = self._get_page(params)
+            pages += 1
+            authors = {user["id"]: user for user in page.get("includes", {}).get("users", [])}
+            for tweet in page.get("data") or []:
+                if start <= datetime.fromisoformat(tweet["created_at"]) < end:
+                    tweets.setdefault(tweet["id"], {**tweet, "author": authors.get(tweet.get("author_id"))})
+            params["next_token"] = page.get("meta", {}).get("next_token")
+            if not params["next_token"]:
+                break
+        self.log.info(
+            "Window [%s, %s): %d tweets, %d pages, %d requests, rate limit remaining %s",
+            _iso(start),
+            _iso(end),
+            len(tweets),
+            pages,
+            self.requests_made,
+            self.rate_limit_remaining,
+        )
+        return list(tweets.values())
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make one small search, as the UI's Test button does."""
+        try:
+            self._request_page({"query": "Apple", "max_results": 10})
+        except Exception as error:
+            return False, str(error)
+        return True, (
+            f"Connection '{self.twitter_conn_id}' reached {self.base_url}: recent search works, "
+            f"rate limit remaining {self.rate_limit_remaining}"
+        )
+
+    def _get_page(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One page, retried on transient failures and after a near rate-limit reset."""
+        while True:
+            try:
+                for attempt in Retrying(
+                    retry=retry_if_exception_type(TransientXApiError),
+                    stop=stop_after_attempt(self.attempts),
+                    wait=wait_exponential(multiplier=self.backoff, max=30),
+                    before_sleep=lambda state: self.log.warning(
+                        "Attempt %d of %d failed, retrying: %s",
+                        state.attempt_number,
+                        self.attempts,
+                        state.outcome.exception(),
+                    ),
+                    reraise=True,
+                ):
+                    with attempt:
+                        return self._request_page(params)
+            except _RateLimited as limited:
+                wait = (limited.reset_at - datetime.now(UTC)).total_seconds()
+                if wait > NEAR_RESET_SECONDS:
+                    raise AirflowException(
+                        f"{limited}; the rate limit resets at {_iso(limited.reset_at)} (in {wait:.0f} s), "
+                        "let Airflow retry the task after that"
+                    ) from None
+                self.log.warning(
+                    "%s; waiting %.0f s for the reset at %s", limited, wait, _iso(limited.reset_at)
+                )
+                time.sleep(max(wait, 0) + 1)
+
+    def _request_page(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Make one request and translate every failure into an Airflow exception with a clear message."""
+        self.requests_made += 1
+        try:
+            response = self._client.search_recent_tweets(user_auth=self._uses_oauth1, **params)
+        except tweepy.TooManyRequests as error:
+            reset = error.response.headers.get("x-rate-limit-reset")
+            if reset is None:
+                raise TransientXApiError(self._describe(error) + " (no x-rate-limit-reset header)") from None
+            raise _RateLimited(datetime.fromtimestamp(int(reset), UTC), self._describe(error)) from None
+        except tweepy.TwitterServerError as error:
+            raise TransientXApiError(self._describe(error)) from None
+        except tweepy.HTTPException as error:
+            raise AirflowFailException(self._describe(error)) from None
+        except requests.RequestException as error:
+            raise TransientXApiError(
+                f"X API request to {self.base_url} failed for connection '{self.twitter_conn_id}': "
+                f"{type(error).__name__}: {error}"
+            ) from None
+        self.rate_limit_remaining = response.headers.get("x-rate-limit-remaining")
+        try:
+            return response.json()
+        except requests.JSONDecodeError:
+            raise TransientXApiError(
+                f"X API returned HTTP {response.status_code} with a body that is not JSON for connection "
+                f"'{self.twitter_conn_id}': {response.text[:200]!r}"
+            ) from None
+
+    def _describe(self, error: tweepy.HTTPException) -> str:
+        status = error.response.status_code
+        message = "; ".join(map(str, error.api_messages)) or error.response.reason
+        hint = _STATUS_HINTS.get(status, "")
+        return f"X API returned HTTP {status} for connection '{self.twitter_conn_id}': {message}" + (
+            f" ({hint})" if hint else ""
+        )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
