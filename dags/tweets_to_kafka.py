@@ -23,7 +23,6 @@ from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
 from include.kafka_delivery import TOPIC_ALIAS, announce_topic
 from include.records import RECORD_FORMATS
-from include.run_params import DEFAULT_QUERY, DEFAULT_TOPIC, MAX_QUERY_LENGTH, TOPIC_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +43,18 @@ log = logging.getLogger(__name__)
     },
     params={
         "query": Param(
-            DEFAULT_QUERY,
+            "Apple OR iphone OR iPhone",
             type="string",
-            minLength=1,
-            maxLength=MAX_QUERY_LENGTH,
-            description="X API search query",
+            pattern=r"\S",  # not blank
+            maxLength=512,  # the X API's limit for recent search
+            description="X API recent-search query (at most 512 characters)",
         ),
-        "topic": Param(DEFAULT_TOPIC, type="string", pattern=TOPIC_PATTERN, description="Kafka topic"),
+        "topic": Param(
+            "tweets-lambda1",
+            type="string",
+            pattern=r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",  # Kafka's legal topic names
+            description="Kafka topic to write to",
+        ),
         "record_format": Param(
             "json",
             enum=list(RECORD_FORMATS),
@@ -61,27 +65,19 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
 )
 def tweets_to_kafka():
-    @task
+    @task(show_return_value_in_logs=False)
     def fetch_tweets(**context) -> list[dict]:
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from include.records import to_record
-        from include.run_params import validate_params
         from include.windows import run_window, seconds_until_searchable
         from twitter_provider.hooks import TwitterHook
 
-        params = context["params"]
-        try:
-            validate_params(params)
-        except ValueError as error:
-            raise AirflowFailException(str(error)) from None
         start, end = run_window(context)
         wait = seconds_until_searchable(end, datetime.now(UTC))
         if wait:
             log.info("Waiting %.0f s until the window's last tweets are searchable", wait)
             time.sleep(wait)
-        tweets = TwitterHook().search_window(params["query"], start, end)
+        tweets = TwitterHook().search_window(context["params"]["query"], start, end)
         return [to_record(tweet, tweet["author"]) for tweet in tweets]
 
     ProduceToTopicOperator(

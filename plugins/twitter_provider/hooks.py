@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -141,9 +141,8 @@ class TwitterHook(BaseHook):
                 f"Connection '{self.twitter_conn_id}' has no credentials: put the bearer token in its "
                 f"password, or {', '.join(OAUTH1_FIELDS)} in its extra"
             )
-        for secret in (conn.password, *oauth1.values()):
-            if secret:
-                mask_secret(secret)
+        for value in oauth1.values():  # Airflow masks the password itself, not these extra fields
+            mask_secret(value)
         client = tweepy.Client(
             bearer_token=conn.password or None,
             **(oauth1 if self._uses_oauth1 else {}),
@@ -196,9 +195,11 @@ class TwitterHook(BaseHook):
         return list(tweets.values())
 
     def test_connection(self) -> tuple[bool, str]:
-        """Make one small search, as the UI's Test button does."""
+        """Make one small search of the last searchable minute, for the UI's Test button."""
+        end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)  # searchable by now
+        window = {"start_time": end - timedelta(minutes=1), "end_time": end}
         try:
-            self._request_page({"query": "Apple", "max_results": 10})
+            self._request_page({"query": "Apple", "max_results": 10, **window})
         except Exception as error:
             return False, str(error)
         return True, (

@@ -1,0 +1,82 @@
+"""What tests share: the test broker's address, past windows, reading a topic back, running the DAG."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_KAFKA_PORT = int(os.environ.get("TEST_KAFKA_PORT", "19092"))
+BOOTSTRAP = f"127.0.0.1:{TEST_KAFKA_PORT}"
+# The README's recommended kafka_default, with a shorter delivery bound to keep failure tests quick.
+KAFKA_CONFIG = {
+    "bootstrap.servers": BOOTSTRAP,
+    "acks": "all",
+    "enable.idempotence": True,
+    "compression.type": "lz4",
+    "linger.ms": 20,
+    "message.timeout.ms": 15000,
+}
+
+
+def set_connection(monkeypatch, conn_id: str, **fields) -> None:
+    """Define an Airflow connection as AIRFLOW_CONN_<ID> JSON for the rest of the test."""
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
+
+
+def past_window(minutes_ago: int) -> tuple[datetime, datetime]:
+    """The one-minute window that started `minutes_ago` minutes before the current minute."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)
+    return start, start + timedelta(minutes=1)
+
+
+def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[tuple[bytes, bytes]]:
+    """Every record of a topic, from the beginning to the end offset of each partition, as (key, value)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+        if metadata.error is not None:
+            return []
+        ends = {}
+        for partition in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > low:
+                ends[partition] = high
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in ends])
+        records = []
+        while ends:
+            message = consumer.poll(10)
+            assert message is not None, f"timed out reading {topic}; partitions left: {ends}"
+            assert message.error() is None, message.error()
+            records.append((message.key(), message.value()))
+            if message.offset() + 1 >= ends[message.partition()]:
+                del ends[message.partition()]
+        return records
+    finally:
+        consumer.close()
+
+
+def run_dag(window_end: datetime, retries: int | None = None, **conf) -> dict[str, str]:
+    """Run tweets_to_kafka as `airflow dags test` does, for the window ending at `window_end` (a manual
+    run's data interval is the last complete minute before its logical date), optionally with another
+    number of task retries; return each task's final state."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"]
+    if retries is not None:
+        for task in dag.tasks:
+            task.retries = retries
+    run = dag.test(logical_date=window_end, run_conf=conf or None)
+    with create_session() as session:
+        instances = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run.run_id))
+        return {ti.task_id: ti.state for ti in instances}

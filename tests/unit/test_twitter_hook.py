@@ -1,0 +1,244 @@
+"""TwitterHook against the X API simulator over real HTTP: paging, joins, errors, retries, secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from tests.helpers import past_window, set_connection
+from twitter_provider.hooks import TransientXApiError, TwitterHook
+
+TOKEN = "test-bearer-token-0123456789"
+
+
+@pytest.fixture
+def hook(simulator, monkeypatch) -> TwitterHook:
+    set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password=TOKEN)
+    return TwitterHook(timeout=(2, 2), backoff=0.01)
+
+
+def statuses(simulator) -> list[int]:
+    return [r["status"] for r in simulator.requests]
+
+
+def ids(tweets) -> list[str]:
+    return [t["id"] for t in tweets]
+
+
+@pytest.mark.parametrize("count", [0, 1, 99, 100, 101, 250, 1000])
+def test_every_tweet_of_the_window_with_the_minimum_of_requests(hook, simulator, count):
+    start, end = past_window(100)
+    simulator.set_rate(start, count)
+
+    tweets = hook.search_window("Apple OR iphone OR iPhone", start, end)
+
+    assert tweets == simulator.tweets_between(start, end), "same tweets, authors joined, newest first"
+    assert len(tweets) == count
+    assert len(simulator.requests) == max(1, math.ceil(count / 100)) == hook.requests_made
+    assert all(r["params"]["max_results"] == "100" for r in simulator.requests)
+
+
+def test_bearer_token_and_oauth1_user_context_both_authenticate(simulator, monkeypatch):
+    start, end = past_window(100)
+    oauth = {
+        "consumer_key": simulator.oauth_consumer_key,
+        "consumer_secret": "consumer-secret-value",
+        "access_token": simulator.oauth_access_token,
+        "access_token_secret": "access-token-secret-value",
+    }
+    set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
+
+    tweets = TwitterHook("x_oauth").search_window("Apple", start, end)
+
+    assert ids(tweets) == ids(simulator.tweets_between(start, end))
+
+
+def test_a_tweet_on_two_pages_is_kept_once_and_a_missing_author_is_none(hook, simulator):
+    start, end = past_window(100)
+    simulator.set_rate(start, 120)
+    truth = simulator.tweets_between(start, end)
+    orphan = {**truth[-1], "author_id": "999"}  # its author is not in the page's includes
+    page_two = {
+        "data": [{k: v for k, v in t.items() if k != "author"} for t in [truth[0], *truth[100:119]]]
+        + [{k: v for k, v in orphan.items() if k != "author"}],
+        "includes": {"users": [t["author"] for t in truth[100:119]]},
+        "meta": {"result_count": 21},
+    }
+    simulator.add_fault(body=json.dumps(page_two), page=2)
+
+    tweets = hook.search_window("Apple", start, end)
+
+    assert ids(tweets) == ids(truth)
+    assert tweets[-1]["author"] is None
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (402, "X API returned HTTP 402 for connection 'twitter_default'"),
+        (403, "X API returned HTTP 403 for connection 'twitter_default'"),
+    ],
+)
+def test_client_errors_fail_without_retry_naming_status_and_connection(hook, simulator, status, message):
+    start, end = past_window(100)
+    simulator.add_fault(status=status)
+
+    with pytest.raises(AirflowFailException, match=re.escape(message)):
+        hook.search_window("Apple", start, end)
+    assert statuses(simulator) == [status]
+
+
+def test_a_refused_window_fails_with_the_apis_own_message(hook, simulator):
+    end = datetime.now(UTC).replace(microsecond=0)
+
+    with pytest.raises(AirflowFailException) as failure:
+        hook.search_window("Apple", end - timedelta(minutes=1), end)
+
+    assert "HTTP 400 for connection 'twitter_default'" in str(failure.value)
+    assert "'end_time' must be a minimum of 10 seconds prior to the request time" in str(failure.value)
+    assert statuses(simulator) == [400]
+
+
+def test_a_wrong_token_fails_with_401_and_no_secret_in_the_message(simulator, monkeypatch):
+    set_connection(
+        monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password="wrong-secret"
+    )
+    start, end = past_window(100)
+
+    with pytest.raises(AirflowFailException, match="HTTP 401 for connection 'twitter_default'") as failure:
+        TwitterHook().search_window("Apple", start, end)
+
+    assert "wrong-secret" not in str(failure.value)
+    assert statuses(simulator) == [401]
+
+
+def test_a_near_rate_limit_reset_is_waited_for(hook, simulator):
+    start, end = past_window(100)
+    reset = int(time.time()) + 2
+    simulator.add_fault(status=429, headers={"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"})
+
+    tweets = hook.search_window("Apple", start, end)
+
+    assert time.time() >= reset
+    assert ids(tweets) == ids(simulator.tweets_between(start, end))
+    assert statuses(simulator) == [429, 200]
+
+
+def test_a_far_rate_limit_reset_fails_for_airflow_to_retry_later(hook, simulator):
+    start, end = past_window(100)
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    simulator.add_fault(status=429, headers={"x-rate-limit-reset": str(int(reset.timestamp()))})
+
+    with pytest.raises(
+        AirflowException, match="rate limit resets at " + reset.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ) as e:
+        hook.search_window("Apple", start, end)
+
+    assert not isinstance(e.value, AirflowFailException), "Airflow retries it"
+    assert statuses(simulator) == [429]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 503},
+        {"status": 500, "times": 3},
+        {"status": 429, "headers": {"x-rate-limit-reset": None}},
+        {"body": '{"data": ['},
+        {"delay": 3},
+    ],
+    ids=["503", "three-500s", "429-without-reset", "malformed-body", "read-timeout"],
+)
+def test_transient_failures_are_retried_with_backoff_and_nothing_is_lost(hook, simulator, fault):
+    start, end = past_window(100)
+    simulator.set_rate(start, 150)
+    simulator.add_fault(page=2, **fault)
+
+    tweets = hook.search_window("Apple", start, end)
+
+    assert ids(tweets) == ids(simulator.tweets_between(start, end))
+    assert [r["page"] for r in simulator.requests][-1] == 2
+    assert hook.requests_made == 2 + fault.get("times", 1)
+
+
+def test_persistent_server_errors_fail_after_the_hooks_attempts(hook, simulator):
+    start, end = past_window(100)
+    simulator.add_fault(status=503, times=-1)
+
+    with pytest.raises(TransientXApiError, match="HTTP 503 for connection 'twitter_default'"):
+        hook.search_window("Apple", start, end)
+    assert statuses(simulator) == [503] * hook.attempts
+
+
+def test_connection_refused_fails_after_the_hooks_attempts_naming_the_connection(monkeypatch):
+    set_connection(
+        monkeypatch, "twitter_default", conn_type="twitter", host="http://127.0.0.1:1", password=TOKEN
+    )
+    start, end = past_window(100)
+
+    with pytest.raises(
+        TransientXApiError, match="to http://127.0.0.1:1 failed for connection 'twitter_default'"
+    ):
+        TwitterHook(backoff=0.01).search_window("Apple", start, end)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "Connection 'twitter_default' has no credentials"),
+        (
+            {"extra": '{"consumer_key": "k", "access_token": "t"}'},
+            "missing consumer_secret, access_token_secret",
+        ),
+        ({"password": TOKEN, "extra": '{"consumer_key": '}, "extra is not valid JSON"),
+        ({"password": TOKEN, "host": "not a url"}, "host 'not a url' is not an http(s) URL"),
+    ],
+    ids=["no-credentials", "half-oauth", "malformed-extra", "host-not-url"],
+)
+def test_a_bad_connection_fails_naming_it_and_what_is_wrong(simulator, monkeypatch, fields, message):
+    set_connection(monkeypatch, "twitter_default", conn_type="twitter", **fields)
+    start, end = past_window(100)
+
+    with pytest.raises(AirflowFailException, match=re.escape(message)):
+        TwitterHook().search_window("Apple", start, end)
+    assert simulator.requests == []
+
+
+def test_secrets_never_reach_a_log_line_at_debug(simulator, monkeypatch, caplog, capfd):
+    oauth = {
+        "consumer_key": simulator.oauth_consumer_key,
+        "consumer_secret": "consumer-secret-value",
+        "access_token": simulator.oauth_access_token,
+        "access_token_secret": "access-token-secret-value",
+    }
+    set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password=TOKEN)
+    set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
+    start, end = past_window(100)
+    simulator.add_fault(status=503)
+
+    with caplog.at_level(logging.DEBUG):
+        TwitterHook(backoff=0.01).search_window("Apple", start, end)
+        TwitterHook("x_oauth").search_window("Apple", start, end)
+
+    logged = caplog.text + capfd.readouterr().out  # libraries log through logging, Airflow through structlog
+    assert "Attempt 1 of 4 failed" in logged and "urllib3.connectionpool" in logged
+    for secret in (TOKEN, *oauth.values()):
+        assert secret not in logged
+
+
+def test_test_connection_answers_for_the_ui(hook, simulator, monkeypatch):
+    ok, message = hook.test_connection()
+    assert ok and "reached " + simulator.url in message
+
+    set_connection(
+        monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password="wrong-secret"
+    )
+    ok, message = TwitterHook().test_connection()
+    assert not ok and "HTTP 401 for connection 'twitter_default'" in message
