@@ -24,7 +24,7 @@ fetch_jars() {
   [ -f "$libs/.complete" ] && return
   echo "Fetching the Kafka broker's jars from Maven Central into $libs"
   rm -rf "$libs"
-  mvn -q -B -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$root/scripts/kafka/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$libs"
   touch "$libs/.complete"
 }
@@ -78,6 +78,10 @@ start() {
   if running; then
     echo "Kafka broker already running on 127.0.0.1:$port (pid $(cat "$pidfile"))"
     return
+  fi
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "Port $port is taken by another process; set KAFKA_PORT to a free port" >&2
+    return 1
   fi
   fetch_jars
   write_config
