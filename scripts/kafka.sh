@@ -111,5 +111,6 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  fetch-jars) fetch_jars ;;  # also used by scripts/kafka-cluster.sh
+  *) echo "usage: $0 start|stop|fetch-jars" >&2; exit 2 ;;
 esac
