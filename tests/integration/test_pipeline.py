@@ -13,7 +13,7 @@ import pytest
 from airflow.sdk.exceptions import ParamValidationError
 
 from include.records import to_record
-from tests.helpers import KAFKA_CONFIG, ROOT, past_window, read_topic, run_dag, set_connection
+from tests.helpers import BOOTSTRAP, KAFKA_CONFIG, ROOT, past_window, read_topic, run_dag, set_connection
 
 pytestmark = pytest.mark.usefixtures("connections")
 
@@ -27,7 +27,7 @@ def search_requests(simulator) -> list[dict]:
     return [r for r in simulator.requests if r["path"] == "/2/tweets/search/recent"]
 
 
-def test_a_window_of_three_pages_lands_in_the_topic_exactly(simulator, topic):
+def test_a_window_of_three_pages_lands_in_the_topic_exactly(simulator, topic, capfd, caplog):
     start, end = past_window(90)
     simulator.set_rate(start, 250)
 
@@ -46,6 +46,29 @@ def test_a_window_of_three_pages_lands_in_the_topic_exactly(simulator, topic):
         assert request["params"]["start_time"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert request["params"]["end_time"] == end.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert request["params"]["max_results"] == "100"
+    # One summary line per task.
+    logged = capfd.readouterr().out + caplog.text
+    window = f"[{start:%Y-%m-%dT%H:%M:%SZ}, {end:%Y-%m-%dT%H:%M:%SZ})"
+    assert f"Window {window}: 250 tweets, 3 pages, 3 requests, rate limit remaining 447" in logged
+    assert f"Delivered 250 records to kafka://{BOOTSTRAP}/{topic}" in logged
+
+
+def test_the_produce_task_emits_an_asset_event_naming_the_topic_it_wrote(topic):
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import func, select
+
+    _, end = past_window(85)
+
+    run_dag(end, topic=topic)
+
+    with create_session() as session:
+        events = session.scalar(
+            select(func.count(AssetEvent.id))
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == f"kafka://{BOOTSTRAP}/{topic}")
+        )
+    assert events == 1
 
 
 def test_window_boundaries_first_second_in_end_second_out(simulator, topic):
