@@ -25,6 +25,7 @@ from include.kafka_delivery import TOPIC_ALIAS, announce_topic
 from include.records import RECORD_FORMATS
 
 log = logging.getLogger(__name__)
+X_API_POOL = "x_api"  # bounds concurrent X API searches, e.g. in a backfill; make run creates it
 
 
 @dag(
@@ -65,7 +66,7 @@ log = logging.getLogger(__name__)
     doc_md=__doc__,
 )
 def tweets_to_kafka():
-    @task(show_return_value_in_logs=False)
+    @task(pool=X_API_POOL, show_return_value_in_logs=False)
     def fetch_tweets(**context) -> list[dict]:
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
         from include.records import to_record
