@@ -1,0 +1,222 @@
+"""What the fault suite shares: DAG runs with their tries, brokers it may kill, the delivery check, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from include.records import to_record
+from tests.helpers import KAFKA_CONFIG, ROOT, read_topic
+
+FIGURES = ROOT / ".artifacts" / "reliability.json"
+SEARCH_PATH = "/2/tweets/search/recent"
+
+
+@dataclass
+class Run:
+    """A finished DAG run: each task's final state and how many tries it took."""
+
+    states: dict[str, str]
+    tries: dict[str, int]
+
+
+@dataclass
+class Case:
+    """One fault case: the runs it made and, once checked, what the topic holds against the simulator."""
+
+    name: str
+    runs: int = 0
+    task_tries: int = 0
+    windows: int = 0
+    tweets: int = 0
+    records: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    checked: bool = False
+
+    def run(
+        self, window_end: datetime, retries: int | None = None, retry_delay: float | None = None, **conf
+    ) -> Run:
+        """Run tweets_to_kafka with dag.test() (which retries failed tasks in-process) for the window
+        ending at `window_end`, optionally with other retries or a shorter first retry delay (seconds)."""
+        from airflow.dag_processing.dagbag import DagBag
+        from airflow.models import TaskInstance
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        dag = DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"]
+        for task in dag.tasks:
+            if retries is not None:
+                task.retries = retries
+            if retry_delay is not None:
+                task.retry_delay = timedelta(seconds=retry_delay)
+        dag_run = dag.test(logical_date=window_end, run_conf=conf or None)
+        with create_session() as session:
+            instances = list(
+                session.scalars(select(TaskInstance).where(TaskInstance.run_id == dag_run.run_id))
+            )
+            run = Run(
+                {ti.task_id: ti.state for ti in instances}, {ti.task_id: ti.try_number for ti in instances}
+            )
+        self.runs += 1
+        self.task_tries += sum(run.tries.values())
+        return run
+
+    def check_delivered(
+        self, simulator, topic: str, windows: list[tuple[datetime, datetime]], bootstrap: str | None = None
+    ) -> None:
+        """The check every case ends with: the topic holds every tweet of every window, compared by key
+        and content with the simulator's tweets; no window is missing; a duplicate is a repeated key with
+        the same record, never a different one; no record comes from outside the windows."""
+        records = read_topic(topic, bootstrap or KAFKA_CONFIG["bootstrap.servers"])
+        by_key: dict[bytes, dict] = {}
+        for key, value in records:
+            record = json.loads(value)
+            assert by_key.setdefault(key, record) == record, f"key {key!r} holds two different records"
+        expected: dict[bytes, dict] = {}
+        for start, end in windows:
+            window = {
+                t["id"].encode(): to_record(t, t["author"]) for t in simulator.tweets_between(start, end)
+            }
+            assert window, f"the simulator has no tweets in [{start}, {end}): the check would prove nothing"
+            missing = window.keys() - by_key.keys()
+            assert not missing, f"window [{start}, {end}) lost {len(missing)} of {len(window)} tweets"
+            expected |= window
+        assert by_key == expected, (
+            "records differ from the simulator's tweets or come from outside the windows"
+        )
+        self.windows += len(windows)
+        self.tweets += len(expected)
+        self.records += len(records)
+        self.lost += len(expected.keys() - by_key.keys())
+        self.duplicates += len(records) - len(by_key)
+        self.checked = True
+
+
+def when_task_is(
+    window_end: datetime, task_id: str, state: str, action, timeout: float = 300
+) -> threading.Thread:
+    """Call `action` in a thread as soon as the task of the run for `window_end` is in `state` (as read from
+    the metadata database), e.g. to bring a service back while the task waits for its retry."""
+    from airflow.models import DagRun, TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    query = (
+        select(TaskInstance.state)
+        .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
+        .where(DagRun.logical_date == window_end, TaskInstance.task_id == task_id)
+    )
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with create_session() as session:
+                if session.scalar(query) == state:
+                    action()
+                    return
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, name=f"when-{task_id}-{state}", daemon=True)
+    watcher.start()
+    return watcher
+
+
+def search_requests(simulator) -> list[tuple[int | None, int | None]]:
+    """(page, status) of every search request the simulator received, in order."""
+    return [(r["page"], r["status"]) for r in simulator.requests if r["path"] == SEARCH_PATH]
+
+
+class Broker:
+    """A single-node Kafka broker of scripts/kafka.sh that tests may kill and restart (auto-create off)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.state = ROOT / ".kafka" / f"faults-broker-{port}"
+        self.bootstrap = f"127.0.0.1:{port}"
+
+    def _script(self, action: str) -> None:
+        env = {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_STATE_DIR": str(self.state),
+            "KAFKA_AUTO_CREATE_TOPICS": "false",
+        }
+        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), action], check=True, env=env)
+
+    def start(self) -> None:
+        """Start it (again) and wait until it accepts clients; its data survives a kill."""
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    @property
+    def pid(self) -> int:
+        return int((self.state / "broker.pid").read_text())
+
+    def kill(self) -> None:
+        """SIGKILL the broker process, by the pid in its state directory, as a crash would."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.05)
+
+
+class Cluster:
+    """The three-broker KRaft cluster of scripts/kafka-cluster.sh (RF 3, min.insync.replicas=2)."""
+
+    def __init__(self, base_port: int):
+        self.state = ROOT / ".kafka" / f"cluster-{base_port}"
+        self.env = {
+            **os.environ,
+            "KAFKA_CLUSTER_BASE_PORT": str(base_port),
+            "KAFKA_CLUSTER_STATE_DIR": str(self.state),
+        }
+        self.bootstrap = ",".join(f"127.0.0.1:{base_port + 2 * node}" for node in range(3))
+
+    def script(self, *args: str) -> None:
+        subprocess.run([str(ROOT / "scripts" / "kafka-cluster.sh"), *args], check=True, env=self.env)
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def create_topic(bootstrap: str, topic: str, replication: int = 1, partitions: int = 3) -> None:
+    """Create a topic and wait until it exists."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, replication)])[topic].result(timeout=30)
+
+
+def write_figures(cases: list[Case], seconds: float) -> dict:
+    """Write the suite's figures to .artifacts/reliability.json and return them."""
+    checked = [case for case in cases if case.checked]
+    figures = {
+        "faults_tried": len(checked),
+        "dag_runs": sum(case.runs for case in checked),
+        "task_tries": sum(case.task_tries for case in checked),
+        "windows": sum(case.windows for case in checked),
+        "tweets": sum(case.tweets for case in checked),
+        "records_read_back": sum(case.records for case in checked),
+        "tweets_lost": sum(case.lost for case in checked),
+        "duplicate_records": sum(case.duplicates for case in checked),
+        "seconds": round(seconds),
+        "cases": [{k: v for k, v in vars(case).items() if k != "checked"} for case in checked],
+    }
+    FIGURES.parent.mkdir(exist_ok=True)
+    FIGURES.write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
