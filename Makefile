@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KAFKA_PORT ?= 9092
 
-.PHONY: help install lint test kafka-start kafka-stop simulator constraints clean
+.PHONY: help install lint test kafka-start kafka-stop simulator constraints clean run stop tail browser
 
 help:
 	@echo "make install      create $(VENV)/ and install requirements (quick when nothing changed)"
@@ -14,10 +14,14 @@ help:
 	@echo "make kafka-start  start a single-node Kafka broker on 127.0.0.1:\$$KAFKA_PORT ($(KAFKA_PORT))"
 	@echo "make kafka-stop   stop that broker"
 	@echo "make simulator    run the X API simulator on 127.0.0.1:\$$X_SIM_PORT (8099)"
+	@echo "make run          broker, simulator and Airflow (UI on 127.0.0.1:\$$AIRFLOW_PORT, 8080); Ctrl-C stops"
+	@echo "make stop         stop everything make run started"
+	@echo "make tail         print the topic's records as they arrive (TOPIC, TAIL_FROM=beginning)"
+	@echo "make browser      install Debian's chromium for the browser test (make test does it)"
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt plugins/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
 	touch $@
@@ -26,7 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 
 kafka-start: install
@@ -41,6 +45,18 @@ simulator: install
 constraints: install
 	@{ sed -n 1,2p constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt
+
+run: install
+	scripts/run.sh run
+
+stop:
+	scripts/run.sh stop
+
+tail: install
+	scripts/run.sh tail
+
+browser:
+	scripts/install-browser.sh
 
 clean: kafka-stop
 	rm -rf $(VENV) .kafka .pytest_cache .ruff_cache

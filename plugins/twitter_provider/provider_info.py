@@ -30,7 +30,10 @@ def get_provider_info() -> dict[str, Any]:
                         "schema": {"type": ["string", "null"]},
                         "description": "Only for user context; leave the four OAuth fields empty with a bearer token.",
                     },
-                    "consumer_secret": {"label": "OAuth 1.0a consumer secret (API key secret)", "schema": PASSWORD},
+                    "consumer_secret": {
+                        "label": "OAuth 1.0a consumer secret (API key secret)",
+                        "schema": PASSWORD,
+                    },
                     "access_token": {"label": "OAuth 1.0a access token", "schema": PASSWORD},
                     "access_token_secret": {"label": "OAuth 1.0a access token secret", "schema": PASSWORD},
                 },
