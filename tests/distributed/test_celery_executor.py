@@ -1,0 +1,152 @@
+"""The DAG on a distributed Airflow: CeleryExecutor on PostgreSQL and Redis, a scheduler, a dag-processor,
+an api-server, a triggerer and two Celery workers as separate processes, the real Kafka broker and the X API
+simulator as a process of its own. A backfill of past windows must deliver every tweet, on both workers."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import urllib.request
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from include.records import to_record
+from tests.distributed.cluster import (
+    WORKER_LOG_PORTS,
+    Processes,
+    airflow,
+    airflow_env,
+    postgres_and_redis,
+    start_celery_cluster,
+    start_x_api_simulator,
+    wait_until,
+)
+from tests.helpers import KAFKA_CONFIG, past_window, read_topic
+
+WINDOWS = 6
+TWEETS_PER_MINUTE = 12
+DAG_ID = "tweets_to_kafka"
+X_API_TIME = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@pytest.fixture(scope="module")
+def cluster(kafka):
+    """The whole distributed deployment; yields (Airflow's environment, DSN, processes, simulator URL)."""
+    log_dir = Path(tempfile.mkdtemp(prefix="airflow-distributed-"))
+    processes = Processes(log_dir)
+    with postgres_and_redis() as dsn:
+        try:
+            simulator_url = start_x_api_simulator(processes, TWEETS_PER_MINUTE)
+            env = airflow_env(log_dir / "airflow-home", KAFKA_CONFIG)
+            start_celery_cluster(env, processes)
+            yield env, dsn, processes, simulator_url
+        finally:
+            processes.stop_all()
+
+
+def query(dsn: str, sql: str, *params) -> list[tuple]:
+    """Rows of a query on the cluster's metadata database."""
+    import psycopg2
+
+    with psycopg2.connect(dsn) as connection, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    connection.close()
+    return rows
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def workloads_run_by(log_file: Path) -> set[tuple[str, str]]:
+    """(run_id, task_id) of every task a Celery worker's own log says it executed."""
+    found = set()
+    for line in log_file.read_text(errors="replace").splitlines():
+        if "Executing workload in Celery" in line:
+            run_id = re.search(r"run_id='([^']+)'", line)
+            task_id = re.search(r"task_id='([^']+)'", line)
+            assert run_id and task_id, f"unexpected workload line: {line}"
+            found.add((run_id.group(1), task_id.group(1)))
+    return found
+
+
+def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(cluster):
+    env, dsn, processes, simulator_url = cluster
+    topic = f"test-distributed-{uuid.uuid4().hex[:12]}"
+    first_start, _ = past_window(20)
+    windows = [
+        (first_start + timedelta(minutes=i), first_start + timedelta(minutes=i + 1)) for i in range(WINDOWS)
+    ]
+
+    for name in WORKER_LOG_PORTS:
+        wait_until(
+            lambda name=name: " ready." in (processes.log_dir / f"{name}.log").read_text(errors="replace"),
+            180,
+            f"Celery {name} to be ready",
+            processes,
+        )
+    wait_until(
+        lambda: query(dsn, "SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID),
+        180,
+        "the dag-processor to store the DAG",
+        processes,
+    )
+    airflow(env, "dags", "unpause", DAG_ID)
+    # A backfill run's logical date is its window's start; both ends of the date range are inclusive.
+    airflow(
+        env,
+        "backfill",
+        "create",
+        "--dag-id",
+        DAG_ID,
+        "--from-date",
+        windows[0][0].isoformat(),
+        "--to-date",
+        windows[-1][0].isoformat(),
+        "--max-active-runs",
+        "4",
+        "--dag-run-conf",
+        json.dumps({"topic": topic}),
+    )
+
+    def finished_runs():
+        runs = query(
+            dsn,
+            "SELECT run_id, state, data_interval_start, data_interval_end, run_type FROM dag_run WHERE dag_id = %s",
+            DAG_ID,
+        )
+        done = len(runs) >= WINDOWS and all(state in ("success", "failed") for _, state, *_ in runs)
+        return runs if done else None
+
+    runs = wait_until(finished_runs, 300, f"{WINDOWS} backfill runs to finish", processes, 2)
+
+    assert sorted((start, end) for _, _, start, end, _ in runs) == windows
+    assert {(state, run_type) for _, state, _, _, run_type in runs} == {("success", "backfill")}
+    task_states = query(dsn, "SELECT run_id, task_id, state FROM task_instance WHERE dag_id = %s", DAG_ID)
+    assert len(task_states) == 2 * WINDOWS
+    assert {state for *_, state in task_states} == {"success"}
+
+    expected = {}
+    for start, end in windows:
+        tweets = get_json(
+            f"{simulator_url}/_sim/tweets?start_time={start.strftime(X_API_TIME)}&end_time={end.strftime(X_API_TIME)}"
+        )
+        assert tweets, f"the simulator posts tweets in every minute, none in {start}"
+        expected.update({tweet["id"].encode(): to_record(tweet, tweet["author"]) for tweet in tweets})
+    records = read_topic(topic)
+    assert {key: json.loads(value) for key, value in records} == expected
+    assert len(records) == len(expected), "each tweet is written once"
+
+    requested = {r["params"]["start_time"] for r in get_json(f"{simulator_url}/_sim/requests")}
+    assert requested == {start.strftime(X_API_TIME) for start, _ in windows}
+
+    by_worker = {name: workloads_run_by(processes.log_dir / f"{name}.log") for name in WORKER_LOG_PORTS}
+    assert all(by_worker.values()), f"every worker ran tasks: {by_worker}"
+    assert set.union(*by_worker.values()) == {(run_id, task_id) for run_id, task_id, _ in task_states}
+    assert not set.intersection(*by_worker.values()), "no task ran on both workers"
