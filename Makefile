@@ -5,12 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KAFKA_PORT ?= 9092
 
-.PHONY: help install lint test kafka-start kafka-stop simulator constraints clean run stop tail browser
+.PHONY: help install lint test test-distributed compose-config kafka-start kafka-stop simulator constraints clean run stop tail browser
 
 help:
 	@echo "make install      create $(VENV)/ and install requirements (quick when nothing changed)"
 	@echo "make lint         ruff, with Airflow's AIR rules"
 	@echo "make test         install, lint, then the whole pytest suite against a real Kafka broker"
+	@echo "make test-distributed  CeleryExecutor on Postgres and Redis (Debian packages), and docker-compose.yaml's wiring"
+	@echo "make compose-config    check docker-compose.yaml with your .env (Debian's docker-compose)"
 	@echo "make kafka-start  start a single-node Kafka broker on 127.0.0.1:\$$KAFKA_PORT ($(KAFKA_PORT))"
 	@echo "make kafka-stop   stop that broker"
 	@echo "make simulator    run the X API simulator on 127.0.0.1:\$$X_SIM_PORT (8099)"
@@ -32,6 +34,13 @@ lint: install
 
 test: lint browser
 	$(BIN)/pytest
+
+test-distributed: install
+	$(BIN)/pytest tests/distributed tests/compose
+
+compose-config:
+	scripts/distributed.sh install
+	docker-compose config -q
 
 kafka-start: install
 	scripts/kafka.sh start
