@@ -60,6 +60,7 @@ def query(dsn: str, sql: str, *params) -> list[tuple]:
 
 
 def get_json(url: str):
+    """The JSON answer of an HTTP GET."""
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.load(response)
 
@@ -126,11 +127,15 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
 
     runs = wait_until(finished_runs, 300, f"{WINDOWS} backfill runs to finish", processes, 2)
 
+    logs = f"logs in {processes.log_dir}"
     assert sorted((start, end) for _, _, start, end, _ in runs) == windows
-    assert {(state, run_type) for _, state, _, _, run_type in runs} == {("success", "backfill")}
-    task_states = query(dsn, "SELECT run_id, task_id, state FROM task_instance WHERE dag_id = %s", DAG_ID)
+    assert {(state, run_type) for _, state, _, _, run_type in runs} == {("success", "backfill")}, (runs, logs)
+    task_states = query(
+        dsn, "SELECT run_id, task_id, state, pool FROM task_instance WHERE dag_id = %s", DAG_ID
+    )
     assert len(task_states) == 2 * WINDOWS
-    assert {state for *_, state in task_states} == {"success"}
+    assert {state for _, _, state, _ in task_states} == {"success"}, (task_states, logs)
+    assert {pool for _, task_id, _, pool in task_states if task_id == "fetch_tweets"} == {"x_api"}
 
     expected = {}
     for start, end in windows:
@@ -148,5 +153,5 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
 
     by_worker = {name: workloads_run_by(processes.log_dir / f"{name}.log") for name in WORKER_LOG_PORTS}
     assert all(by_worker.values()), f"every worker ran tasks: {by_worker}"
-    assert set.union(*by_worker.values()) == {(run_id, task_id) for run_id, task_id, _ in task_states}
+    assert set.union(*by_worker.values()) == {(run_id, task_id) for run_id, task_id, *_ in task_states}
     assert not set.intersection(*by_worker.values()), "no task ran on both workers"
