@@ -72,3 +72,7 @@ def connections(monkeypatch, simulator, kafka):
 def topic() -> str:
     """A new topic name per test, so that reading it back shows exactly what the test wrote."""
     return f"test-tweets-{uuid.uuid4().hex[:12]}"
+
+
+# Airflow with a real scheduler, and the simulator it uses (tests/system/harness.py), for any test.
+from tests.system.harness import airflow_stack, x_api, x_api_server  # noqa: E402, F401
