@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KAFKA_PORT ?= 9092
 
-.PHONY: help install lint test test-distributed compose-config kafka-start kafka-stop simulator constraints clean run stop tail browser
+.PHONY: help install lint test test-distributed compose-config kafka-start kafka-stop simulator constraints clean run stop tail browser bench
 
 help:
 	@echo "make install      create $(VENV)/ and install requirements (quick when nothing changed)"
@@ -20,6 +20,7 @@ help:
 	@echo "make stop         stop everything make run started"
 	@echo "make tail         print the topic's records as they arrive (TOPIC, TAIL_FROM=beginning)"
 	@echo "make browser      install Debian's chromium for the browser test (make test does it)"
+	@echo "make bench        benchmarks on their own broker and simulator: bench/results.json and .png (not in CI)"
 
 install: $(VENV)/.installed
 
@@ -66,6 +67,9 @@ tail: install
 
 browser:
 	scripts/install-browser.sh
+
+bench: install
+	$(BIN)/python -m bench.run
 
 clean: kafka-stop
 	rm -rf $(VENV) .kafka .pytest_cache .ruff_cache
