@@ -1,0 +1,80 @@
+"""Run one task of tweets_to_kafka in this fresh interpreter and print its memory as JSON.
+
+    python -m bench.memory_probe fetch WINDOW_START WINDOW_END XCOM_FILE
+        fetch_tweets for the window (ISO times) against the simulator; writes its return value as the
+        XCom JSON it would push.
+    python -m bench.memory_probe produce XCOM_FILE TOPIC
+        produce_tweets on those records: the XCom JSON read back, then the DAG's operator.
+
+`baseline_kib` is the resident set once the DAG and the task's modules are loaded; `peak_kib` the
+highest resident set while the task runs (the peak counter is reset at the baseline).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULT_PREFIX = "MEMORY "
+
+
+def memory_kib() -> dict[str, int]:
+    """The resident set now and its peak since the last reset, in KiB."""
+    status = Path("/proc/self/status").read_text()
+    fields = {"rss": "VmRSS", "peak": "VmHWM"}
+    return {name: int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) for name, field in fields.items()}
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+
+
+def load_task(task_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"].get_task(task_id)
+
+
+def fetch(start: str, end: str, xcom_file: str) -> dict[str, int]:
+    import include.records  # noqa: F401  (the task's own imports, loaded before the baseline)
+    import include.windows  # noqa: F401
+    import twitter_provider.hooks  # noqa: F401
+
+    task = load_task("fetch_tweets")
+    context = {
+        "params": {"query": "Apple OR iphone OR iPhone"},
+        "data_interval_start": datetime.fromisoformat(start),
+        "data_interval_end": datetime.fromisoformat(end),
+    }
+    reset_peak()
+    baseline = memory_kib()["rss"]
+    records = task.python_callable(**context)
+    xcom = json.dumps(records)  # what the task runner pushes
+    peak = memory_kib()["peak"]
+    Path(xcom_file).write_text(xcom)
+    return {"records": len(records), "xcom_bytes": len(xcom), "baseline_kib": baseline, "peak_kib": peak}
+
+
+def produce(xcom_file: str, topic: str) -> dict[str, int]:
+    import include.kafka_delivery  # noqa: F401
+
+    task = load_task("produce_tweets")
+    reset_peak()
+    baseline = memory_kib()["rss"]
+    xcom = Path(xcom_file).read_text()
+    records = json.loads(xcom)  # the XCom the task pulls
+    task.topic = topic  # what templating renders
+    task.producer_function_kwargs = {"records": records, "record_format": "json"}
+    task.execute(context={})
+    peak = memory_kib()["peak"]
+    return {"records": len(records), "xcom_bytes": len(xcom), "baseline_kib": baseline, "peak_kib": peak}
+
+
+if __name__ == "__main__":
+    task_name, *arguments = sys.argv[1:]
+    result = {"fetch": fetch, "produce": produce}[task_name](*arguments)
+    print(RESULT_PREFIX + json.dumps(result))

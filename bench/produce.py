@@ -1,0 +1,171 @@
+"""Produce throughput: the project's produce path against raw confluent-kafka, the seed's kafka-python
+loop and the provider operator's defaults, interleaved on one broker with the same topic settings."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+from bench.services import records_in
+from include.records import serialise, to_record
+
+PARTITIONS = 3
+OPERATOR_DEFAULTS_RECORDS = 10_000  # one flush per record: 100,000 would take minutes per repetition
+
+
+def make_records(count: int) -> list[dict[str, Any]]:
+    """`count` records of the simulator's realistic tweets (emoji, quotes, 280-character texts)."""
+    from include.x_api_simulator import XApiSimulator
+
+    simulator = XApiSimulator()  # its tweet generator only; no server
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    per_minute = 1000
+    minutes = -(-count // per_minute)
+    for minute in range(minutes):
+        simulator.set_rate(start + timedelta(minutes=minute), per_minute)
+    tweets = simulator.tweets_between(start, start + timedelta(minutes=minutes))[:count]
+    return [to_record(tweet, tweet["author"]) for tweet in tweets]
+
+
+@contextmanager
+def output_to(log_file: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (the producers' log lines) to `log_file`, as a task's log."""
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("a") as log:
+        sys.stdout.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+class ProduceBenchmark:
+    """Runs each way of producing on a fresh topic and checks that the broker holds every record."""
+
+    def __init__(self, kafka_config: dict[str, Any], log_file: Path):
+        from confluent_kafka.admin import AdminClient
+
+        self.kafka_config = kafka_config
+        self.log_file = log_file
+        self.admin = AdminClient({"bootstrap.servers": kafka_config["bootstrap.servers"]})
+
+    def new_topic(self) -> str:
+        from confluent_kafka.admin import NewTopic
+
+        topic = f"bench-produce-{uuid.uuid4().hex[:12]}"
+        for future in self.admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+            future.result()
+        return topic
+
+    def measure(self, produce: Callable[[list[dict], str], None], records: list[dict]) -> float:
+        """Records per second of one run of `produce`, from the first record to the last acknowledgement."""
+        topic = self.new_topic()
+        with output_to(self.log_file):
+            began = time.perf_counter()
+            produce(records, topic)
+            elapsed = time.perf_counter() - began
+        held = records_in(topic)
+        if held != len(records):
+            raise RuntimeError(f"{produce.__name__}: topic {topic} holds {held} records, not {len(records)}")
+        return len(records) / elapsed
+
+    # The four ways, each from records (as the produce task gets them from XCom) to acknowledged bytes.
+
+    def ours(self, records: list[dict], topic: str) -> None:
+        """The project's produce_tweets: the operator with our producer function, callback and settings."""
+        self._operator(
+            records,
+            topic,
+            delivery_callback="include.kafka_delivery.fail_on_delivery_error",
+            synchronous=False,
+        )
+
+    def operator_defaults(self, records: list[dict], topic: str) -> None:
+        """The provider operator as its docs show it: synchronous=True, the default (logging) callback."""
+        self._operator(records, topic)
+
+    def raw(self, records: list[dict], topic: str) -> None:
+        """confluent-kafka alone, same config: asynchronous produce, poll(0), one flush."""
+        from confluent_kafka import Producer
+
+        producer = Producer(self.kafka_config)
+        for record in records:
+            producer.produce(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
+            producer.poll(0)
+        if producer.flush(60):
+            raise RuntimeError("raw confluent-kafka: records still queued after 60 s")
+
+    def seed(self, records: list[dict], topic: str) -> None:
+        """The seed's way: kafka-python KafkaProducer (its defaults) send per record, then flush."""
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.kafka_config["bootstrap.servers"])
+        try:
+            for record in records:
+                producer.send(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
+            producer.flush()
+        finally:
+            producer.close()
+
+    def _operator(self, records: list[dict], topic: str, **options: Any) -> None:
+        from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
+
+        produce_tweets = ProduceToTopicOperator(
+            task_id="produce_tweets",
+            kafka_config_id="kafka_default",
+            topic=topic,
+            producer_function="include.kafka_delivery.produce_records",
+            producer_function_kwargs={"records": records, "record_format": "json"},
+            **options,
+        )
+        produce_tweets.execute(context={})
+
+
+def run(kafka_config: dict[str, Any], record_count: int, repetitions: int, log_file: Path) -> dict[str, Any]:
+    """Interleave the four ways `repetitions` times, rotating their order; medians of records per second."""
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python's connection chatter
+    bench = ProduceBenchmark(kafka_config, log_file)
+    records = make_records(record_count)
+    ways = {
+        "ours": (bench.ours, records),
+        "raw_confluent_kafka": (bench.raw, records),
+        "seed_kafka_python": (bench.seed, records),
+        "operator_defaults": (bench.operator_defaults, records[:OPERATOR_DEFAULTS_RECORDS]),
+    }
+    bench.measure(bench.raw, records[:1000])  # warm the broker (JIT, page cache) before any figure counts
+    runs: dict[str, list[float]] = {name: [] for name in ways}
+    names = list(ways)
+    for repetition in range(repetitions):
+        for name in itertools.islice(itertools.cycle(names), repetition, repetition + len(names)):
+            produce, batch = ways[name]
+            runs[name].append(bench.measure(produce, batch))
+            print(f"  produce {name:<20} {runs[name][-1]:>9,.0f} records/s")
+    medians = {name: median(values) for name, values in runs.items()}
+    sizes = [len(serialise(record, "json")) for record in records]
+    return {
+        "records": record_count,
+        "operator_defaults_records": OPERATOR_DEFAULTS_RECORDS,
+        "record_bytes_mean": sum(sizes) / len(sizes),
+        "repetitions": repetitions,
+        "records_per_second": {name: {"median": medians[name], "runs": runs[name]} for name in names},
+        "produce_vs_raw": medians["ours"] / medians["raw_confluent_kafka"],
+        "produce_vs_seed": medians["ours"] / medians["seed_kafka_python"],
+        "produce_vs_operator_defaults": medians["ours"] / medians["operator_defaults"],
+    }

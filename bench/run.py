@@ -1,0 +1,177 @@
+"""`make bench`: every benchmark against a fresh broker and the simulator; prints the table, writes
+bench/results.json and bench/results.png.
+
+    python -m bench.run [--quick]
+
+--quick runs fewer records and repetitions and writes to .artifacts/bench/ instead (a smoke run).
+Ports: BENCH_KAFKA_PORT (19492, its controller the next port) and BENCH_X_SIM_PORT (18499).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
+
+ARTIFACTS = ROOT / ".artifacts" / "bench"
+FULL = {"records": 100_000, "produce": 3, "fetch": 9, "parse": 7, "dag_run": 3}
+QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1}
+# (key, label, target test, target text) of the table's rows; a None test has no target.
+ROWS = (
+    ("produce_vs_raw", "produce: ours / raw confluent-kafka", lambda v: v >= 0.8, ">= 0.8"),
+    ("produce_vs_seed", "produce: ours / the seed's kafka-python", lambda v: v >= 5, ">= 5"),
+    ("produce_vs_operator_defaults", "produce: ours / operator defaults", None, ""),
+    ("requests_vs_minimum", "requests per window / minimum", lambda v: v == 1.0, "= 1.0"),
+    ("fetch_vs_plain_requests", "fetch 1,000 tweets: hook / plain requests", None, ""),
+    ("parse_vs_empty_dag", "parse, fresh interpreter: DAG file / empty DAG", lambda v: v <= 1.5, "<= 1.5"),
+    ("parse_in_dag_processor_vs_empty_dag", "parse in a dag-processor: DAG file / empty DAG", None, ""),
+    ("run_vs_empty_dag_run", "airflow dags test: 1,000 tweets / empty 2-task DAG", None, ""),
+    (
+        "fetch_memory_growth_vs_records",
+        "fetch_tweets memory growth / records growth",
+        lambda v: v <= 1,
+        "<= 1",
+    ),
+    (
+        "produce_memory_growth_vs_records",
+        "produce_tweets memory growth / records growth",
+        lambda v: v <= 1,
+        "<= 1",
+    ),
+)
+
+
+def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
+    """Start the services, run each benchmark, stop the services; return every figure."""
+    from bench import dag_run, fetch, memory, parse, produce
+
+    sections: dict[str, float] = {}
+    results: dict[str, Any] = {}
+
+    def section(name: str, benchmark, *arguments) -> dict[str, Any]:
+        print(f"{name}:", flush=True)
+        began = time.monotonic()
+        results[name] = benchmark(*arguments)
+        sections[name] = round(time.monotonic() - began, 1)
+        return results[name]
+
+    with kafka_broker(), x_api_simulator() as simulator, airflow_home() as home:
+        os.environ.update(subprocess_env(home))  # for the in-process hook and operator
+        sys.path.insert(0, str(ROOT / "plugins"))
+        env = subprocess_env(home)
+        section("requests", fetch.request_efficiency, simulator)
+        section("fetch", fetch.fetch_cost, simulator, settings["fetch"])
+        section(
+            "produce",
+            produce.run,
+            KAFKA_CONFIG,
+            settings["records"],
+            settings["produce"],
+            log_dir / "produce.log",
+        )
+        section("parse", parse.run, env, settings["parse"], log_dir / "parse.log")
+        section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
+        section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
+    growth = results["memory"]["growth_vs_records"]
+    return {
+        "produce_vs_raw": results["produce"]["produce_vs_raw"],
+        "produce_vs_seed": results["produce"]["produce_vs_seed"],
+        "produce_vs_operator_defaults": results["produce"]["produce_vs_operator_defaults"],
+        "requests_vs_minimum": results["requests"]["requests_vs_minimum"],
+        "fetch_vs_plain_requests": results["fetch"]["fetch_vs_plain_requests"],
+        "parse_vs_empty_dag": results["parse"]["parse_vs_empty_dag"],
+        "parse_in_dag_processor_vs_empty_dag": results["parse"]["parse_in_dag_processor_vs_empty_dag"],
+        "run_vs_empty_dag_run": results["dag_run"]["run_vs_empty_dag_run"],
+        "fetch_memory_growth_vs_records": growth["fetch_tweets"],
+        "produce_memory_growth_vs_records": growth["produce_tweets"],
+        **results,
+        "section_seconds": sections,
+    }
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    packages = (
+        "apache-airflow",
+        "apache-airflow-providers-apache-kafka",
+        "confluent-kafka",
+        "kafka-python",
+        "tweepy",
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": {package: version(package) for package in packages},
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures as a Markdown table."""
+    produce = results["produce"]["records_per_second"]
+    lines = ["| figure | value | target | met |", "| --- | --- | --- | --- |"]
+    for name, figures in produce.items():
+        records = results["produce"][
+            "operator_defaults_records" if name == "operator_defaults" else "records"
+        ]
+        lines.append(f"| produce {name} ({records:,} records) | {figures['median']:,.0f} records/s | | |")
+    for key, label, test, target in ROWS:
+        met = "" if test is None else ("yes" if test(results[key]) else "**no**")
+        lines.append(f"| {label} (`{key}`) | {results[key]:.2f} | {target} | {met} |")
+    memory = results["memory"]["tasks"]
+    for task, sizes in memory.items():
+        for size, figures in sizes.items():
+            lines.append(
+                f"| {task} peak RSS, {int(size):,} tweets | {figures['peak_kib'] / 1024:.0f} MiB "
+                f"(+{figures['growth_kib'] / 1024:.1f} MiB, {figures['growth_bytes_per_record']:,.0f} B/record) | | |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer records and repetitions")
+    args = parser.parse_args(argv)
+    output_dir = ARTIFACTS if args.quick else ROOT / "bench"
+    log_dir = ARTIFACTS / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for log in log_dir.glob("*.log"):
+        log.unlink()
+    started = datetime.now(UTC)
+    info = machine()
+    results = run_all(QUICK if args.quick else FULL, log_dir)
+    finished = datetime.now(UTC)
+    results = {
+        **results,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": finished.isoformat(timespec="seconds"),
+        "duration_s": round((finished - started).total_seconds()),
+        "machine": {**info, "load_average_at_end": os.getloadavg()},
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    from bench.chart import draw
+
+    draw(results, output_dir / "results.png")
+    print()
+    print(table(results))
+    print(
+        f"\nWrote {output_dir / 'results.json'} and {output_dir / 'results.png'} in {results['duration_s']} s; "
+        f"logs in {log_dir}"
+    )
+
+
+if __name__ == "__main__":
+    main()

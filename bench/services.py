@@ -1,0 +1,173 @@
+"""The services a benchmark run needs: its own Kafka broker, the X API simulator, an Airflow home."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "19492"))
+SIMULATOR_PORT = int(os.environ.get("BENCH_X_SIM_PORT", "18499"))
+BEARER_TOKEN = "bench-bearer-token-0123456789"
+QUERY = "Apple OR iphone OR iPhone"
+# The README's recommended kafka_default config, at the benchmark's broker.
+KAFKA_CONFIG = {
+    "bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}",
+    "acks": "all",
+    "enable.idempotence": True,
+    "compression.type": "lz4",
+    "linger.ms": 20,
+    "message.timeout.ms": 30000,
+}
+SEARCH_PATH = "/2/tweets/search/recent"
+
+
+def subprocess_env(airflow_home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]:
+    """Environment of a benchmark's child process: the project on PYTHONPATH, connections at the services."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW_CONN_TWITTER_DEFAULT": json.dumps(
+            {"conn_type": "twitter", "host": f"http://127.0.0.1:{SIMULATOR_PORT}", "password": BEARER_TOKEN}
+        ),
+        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": KAFKA_CONFIG}),
+    }
+
+
+@contextmanager
+def kafka_broker() -> Iterator[str]:
+    """A fresh single-node broker from scripts/kafka.sh on BENCH_KAFKA_PORT; yields its bootstrap servers."""
+    state = ROOT / ".kafka" / f"bench-broker-{KAFKA_PORT}"
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(KAFKA_PORT),
+        "KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
+        "KAFKA_STATE_DIR": str(state),
+    }
+    script = str(ROOT / "scripts" / "kafka.sh")
+    subprocess.run([script, "stop"], check=True, env=env, stdout=subprocess.DEVNULL)
+    shutil.rmtree(state, ignore_errors=True)
+    subprocess.run([script, "start"], check=True, env=env)
+    try:
+        yield KAFKA_CONFIG["bootstrap.servers"]
+    finally:
+        subprocess.run([script, "stop"], check=True, env=env)
+
+
+class SimulatorClient:
+    """The X API simulator's HTTP controls."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def set_rate(self, window_start: datetime, count: int) -> None:
+        """Make the minute starting at `window_start` hold `count` tweets."""
+        response = requests.post(
+            f"{self.url}/_sim/rate",
+            json={"window_start": window_start.isoformat(), "count": count},
+            timeout=10,
+        )
+        response.raise_for_status()
+
+    def search_requests(self) -> list[dict]:
+        """The search requests received since the last `clear_requests`."""
+        response = requests.get(f"{self.url}/_sim/requests", timeout=10)
+        response.raise_for_status()
+        return [request for request in response.json() if request["path"] == SEARCH_PATH]
+
+    def clear_requests(self) -> None:
+        requests.delete(f"{self.url}/_sim/requests", timeout=10).raise_for_status()
+
+
+@contextmanager
+def x_api_simulator() -> Iterator[SimulatorClient]:
+    """The simulator in its own process on BENCH_X_SIM_PORT, with a rate limit no benchmark reaches."""
+    command = [
+        sys.executable,
+        "-m",
+        "include.x_api_simulator",
+        "--port",
+        str(SIMULATOR_PORT),
+        "--bearer-token",
+        BEARER_TOKEN,
+        "--rate-limit",
+        "1000000",
+    ]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    client = SimulatorClient(f"http://127.0.0.1:{SIMULATOR_PORT}")
+    try:
+        for _ in range(100):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"X API simulator exited with {process.returncode}; is port {SIMULATOR_PORT} free? "
+                    "Set BENCH_X_SIM_PORT to another port"
+                )
+            try:
+                requests.get(f"{client.url}/_sim/health", timeout=1).raise_for_status()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"X API simulator did not answer on {client.url} within 10 s")
+        yield client
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def airflow_home() -> Iterator[Path]:
+    """A throw-away AIRFLOW_HOME with a migrated metadata database (for `airflow dags test`)."""
+    home = ROOT / ".artifacts" / "bench" / "airflow-home"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    migrate = [sys.executable, "-m", "airflow", "db", "migrate"]
+    subprocess.run(migrate, check=True, env=subprocess_env(home), capture_output=True)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run_probe(module: str, arguments: list[str], env: dict[str, str], prefix: str, log_file: Path) -> dict:
+    """Run `python -m module arguments` in a fresh interpreter; its output goes to `log_file`, and its
+    result is the JSON on the line that starts with `prefix`."""
+    command = [sys.executable, "-m", module, *arguments]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    with log_file.open("a") as log:
+        log.write(f"$ {' '.join(command)}\n{result.stdout}{result.stderr}\n")
+    if result.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(arguments)} failed ({result.returncode}); see {log_file}")
+    lines = [line for line in result.stdout.splitlines() if line.startswith(prefix)]
+    if not lines:
+        raise RuntimeError(f"{module} {' '.join(arguments)} printed no {prefix!r} line; see {log_file}")
+    return json.loads(lines[-1].removeprefix(prefix))
+
+
+def records_in(topic: str) -> int:
+    """How many records the benchmark's broker holds in `topic` (the sum of its partitions' end offsets)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": KAFKA_CONFIG["bootstrap.servers"], "group.id": "bench"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(
+            consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            for partition in partitions
+        )
+    finally:
+        consumer.close()
