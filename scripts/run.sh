@@ -106,6 +106,7 @@ twitter = {"conn_type": "twitter", "password": token} if token else {
     "host": f"http://127.0.0.1:{sim_port}",
     "password": os.environ.get("X_SIM_BEARER_TOKEN", "sim-token"),
 }
+twitter["port"] = 0  # the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
 kafka = {
     "bootstrap.servers": f"127.0.0.1:{kafka_port}",
     "acks": "all",

@@ -340,6 +340,7 @@ def airflow_stack(kafka, x_api_server):
                 "conn_type": "twitter",
                 "host": x_api_server.url,
                 "password": x_api_server.bearer_token,
+                "port": 0,  # the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
             },
             "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
         },

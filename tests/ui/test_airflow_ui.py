@@ -1,0 +1,144 @@
+"""The Airflow UI in headless Chromium (Debian's, driven by Playwright): login, the grid, the X connection form.
+
+Screenshots are saved in .artifacts/ui/ (git-ignored); docs/grid.png is a copy of grid.png.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.helpers import ROOT, past_window
+from tests.system.harness import DAG_ID
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/install-browser.sh
+# Headless, and nothing that reaches out to the network (this machine's is closed).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / ".artifacts" / "ui"
+
+
+@pytest.fixture(scope="module")
+def finished_runs(airflow_stack):
+    """Two successful backfill runs of the DAG, made for this module; their run ids."""
+    windows = [past_window(minutes_ago) for minutes_ago in (90, 89)]
+    topic = f"test-ui-{uuid.uuid4().hex[:12]}"
+    airflow_stack.cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        DAG_ID,
+        "--from-date",
+        windows[0][0].isoformat(),
+        "--to-date",
+        windows[1][0].isoformat(),
+        "--dag-run-conf",
+        json.dumps({"topic": topic}),
+    )
+
+    def mine(runs):
+        return [run for run in runs if (run["conf"] or {}).get("topic") == topic]
+
+    runs = airflow_stack.wait_for_runs(
+        lambda runs: (
+            len(mine(runs)) == 2 and all(run["state"] in ("success", "failed") for run in mine(runs))
+        ),
+        300,
+        "the UI test's two backfill runs to end",
+    )
+    assert [run["state"] for run in mine(runs)] == ["success", "success"]
+    return [run["dag_run_id"] for run in mine(runs)]
+
+
+@pytest.fixture(scope="module")
+def page(airflow_stack):
+    """A browser page logged in to the UI as admin with the generated password, as a user would."""
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(airflow_stack.url)
+        page.wait_for_url("**/auth/login**")
+        page.fill("input[name=username]", "admin")
+        page.fill("input[name=password]", airflow_stack.admin_password)
+        page.screenshot(path=SCREENSHOTS / "login.png")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{airflow_stack.url}/")
+        yield page
+        browser.close()
+
+
+def test_the_grid_shows_successful_runs(airflow_stack, finished_runs, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{airflow_stack.url}/dags/{DAG_ID}")
+
+    for run_id in finished_runs:
+        for task_id in ("fetch_tweets", "produce_tweets"):
+            cell = page.get_by_test_id(f"grid-{run_id}-{task_id}")
+            expect(cell).to_be_visible()
+            cell.hover()
+            tooltip = (
+                page.get_by_role("tooltip").filter(has_text=f"Task ID: {task_id}").filter(has_text=run_id)
+            )
+            expect(tooltip).to_contain_text("State: Success")
+            page.mouse.move(0, 0)
+            expect(tooltip).to_be_hidden()
+    page.screenshot(path=SCREENSHOTS / "grid.png")
+
+    page.goto(f"{airflow_stack.url}/dags/{DAG_ID}/runs")
+    for run_id in finished_runs:
+        expect(page.locator("tr", has_text=run_id)).to_contain_text("Success")
+    page.screenshot(path=SCREENSHOTS / "runs.png")
+
+
+def test_the_new_connection_form_offers_x_with_its_fields(airflow_stack, page):
+    from playwright.sync_api import expect
+
+    page.goto(f"{airflow_stack.url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_role("combobox").click()
+    page.keyboard.type("X (Twitter)")
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Extra Fields", exact=True).click()
+
+    form = page.get_by_role("dialog")
+    for label in ("API base URL", "Bearer token", "OAuth 1.0a consumer key (API key)"):
+        expect(form.get_by_text(label, exact=True)).to_be_visible()
+    for secret in (
+        "password",
+        "element_consumer_secret",
+        "element_access_token",
+        "element_access_token_secret",
+    ):
+        expect(form.locator(f"input[name={secret}]")).to_have_attribute("type", "password")
+    expect(form.locator("input[name=element_consumer_key]")).not_to_have_attribute("type", "password")
+    for hidden in ("login", "port", "schema"):
+        expect(form.locator(f"input[name={hidden}]")).to_have_count(0)
+    page.screenshot(path=SCREENSHOTS / "x-connection-form.png", full_page=True)
+
+
+def test_the_test_button_of_twitter_default_reaches_the_simulator(airflow_stack, x_api, page):
+    page.goto(f"{airflow_stack.url}/connections")
+    row = page.locator("tr", has_text="twitter_default")
+
+    with page.expect_response("**/api/v2/connections/test") as response:
+        row.get_by_role("button", name="Test Connection").click()
+
+    answer = response.value.json()
+    assert answer["status"] is True, answer
+    assert f"reached {x_api.url}: recent search works" in answer["message"]
+    assert [r["status"] for r in x_api.requests] == [200]
+    page.screenshot(path=SCREENSHOTS / "connection-tested.png")
