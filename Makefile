@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KAFKA_PORT ?= 9092
 
-.PHONY: help install lint test test-distributed compose-config kafka-start kafka-stop simulator constraints clean run stop tail browser bench
+.PHONY: help install lint test test-faults test-distributed compose-config kafka-start kafka-stop simulator constraints clean run stop tail browser bench
 
 help:
 	@echo "make install      create $(VENV)/ and install requirements (quick when nothing changed)"
 	@echo "make lint         ruff, with Airflow's AIR rules"
 	@echo "make test         install, lint, then the whole pytest suite against a real Kafka broker"
+	@echo "make test-faults  the reliability suite alone (make test runs it too): .artifacts/reliability.json"
 	@echo "make test-distributed  CeleryExecutor on Postgres and Redis (Debian packages), and docker-compose.yaml's wiring"
 	@echo "make compose-config    check docker-compose.yaml with your .env (Debian's docker-compose)"
 	@echo "make kafka-start  start a single-node Kafka broker on 127.0.0.1:\$$KAFKA_PORT ($(KAFKA_PORT))"
@@ -35,6 +36,9 @@ lint: install
 
 test: lint browser
 	$(BIN)/pytest
+
+test-faults: install
+	$(BIN)/pytest tests/faults
 
 test-distributed: install
 	$(BIN)/pytest tests/distributed tests/compose
