@@ -5,6 +5,7 @@
 #   scripts/run.sh start   start everything and return (a no-op for what already runs)
 #   scripts/run.sh stop    stop everything started here, by pid, and nothing else
 #   scripts/run.sh tail    print the topic's records as they arrive, decoded (TAIL_FROM=beginning: all)
+#   scripts/run.sh airflow ARGS...   the airflow CLI against this Airflow (e.g. backfill create, tasks clear)
 # Environment: KAFKA_PORT (9092), X_SIM_PORT (8099), AIRFLOW_PORT (8080; the worker log server takes the
 # next port), X_BEARER_TOKEN (set: twitter_default uses the real X API with it, no simulator),
 # X_API_POOL_SLOTS (2), TOPIC (tweets-lambda1, for tail). State: .airflow/ (AIRFLOW_HOME; pids, ports
@@ -30,6 +31,8 @@ topic=${TOPIC:-tweets-lambda1}
 url=http://127.0.0.1:$airflow_port
 
 export AIRFLOW_HOME=$home
+# SQLite lets one writer at a time: wait for the lock rather than fail (the default is 5 s).
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$home/airflow.db?timeout=60"
 export PATH=$bin:$PATH
 export PYTHONPATH=$root:$root/plugins
 export AIRFLOW__CORE__DAGS_FOLDER=$root/dags
@@ -52,7 +55,7 @@ unset AIRFLOW_CONN_TWITTER_DEFAULT AIRFLOW_CONN_KAFKA_DEFAULT
 alive() {  # alive NAME: the process recorded in NAME.pid runs and is still ours
   local pidfile=$state/$1.pid
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
-    && grep -qaE "airflow|x_api_simulator" "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null
+    && grep -qaE "airflow|x_api_simulator|run\.sh" "/proc/$(cat "$pidfile")/cmdline" 2>/dev/null
 }
 
 port_taken() {
@@ -153,6 +156,8 @@ start() {
 
   echo "Preparing Airflow's database in $home"
   airflow db migrate >"$state/db-migrate.log" 2>&1 || { tail -n 30 "$state/db-migrate.log" >&2; return 1; }
+  "$bin/python" -c "import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute('PRAGMA journal_mode=WAL')" \
+    "$home/airflow.db"  # readers and the writer stop blocking each other
   connections=$(write_connections)
   airflow connections import --overwrite "$connections" >/dev/null
   rm -f "$connections"
@@ -179,6 +184,11 @@ EOF
 }
 
 stop() {
+  if [ "${1:-}" != from-run ] && alive run; then  # make run is in the foreground: let it stop and exit
+    pid=$(cat "$state/run.pid")
+    kill -TERM "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  fi
   for name in "${components[@]}" x-api-simulator; do
     if alive "$name"; then
       pid=$(cat "$state/$name.pid")
@@ -194,9 +204,12 @@ stop() {
 }
 
 run() {
-  trap 'echo; echo "Stopping"; stop; exit 0' INT TERM
+  mkdir -p "$state"
+  echo $$ >"$state/run.pid"
+  trap 'echo; echo "Stopping"; stop from-run; rm -f "$state/run.pid"; exit 0' INT TERM
   if ! start; then
-    stop
+    stop from-run
+    rm -f "$state/run.pid"
     return 1
   fi
   while true; do
@@ -204,11 +217,12 @@ run() {
       if ! alive "$name"; then
         echo "$name exited; last lines of $state/$name.log:" >&2
         tail -n 30 "$state/$name.log" >&2
-        stop
+        stop from-run
+        rm -f "$state/run.pid"
         return 1
       fi
     done
-    sleep 5
+    sleep 2
   done
 }
 
@@ -248,5 +262,6 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   tail) tail_topic ;;
-  *) echo "usage: $0 run|start|stop|tail" >&2; exit 2 ;;
+  airflow) shift; cd "$root" && exec airflow "$@" ;;
+  *) echo "usage: $0 run|start|stop|tail|airflow ARGS..." >&2; exit 2 ;;
 esac
