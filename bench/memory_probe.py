@@ -62,12 +62,12 @@ def fetch(start: str, end: str, xcom_file: str) -> dict[str, int]:
 def produce(xcom_file: str, topic: str) -> dict[str, int]:
     import include.kafka_delivery  # noqa: F401
 
-    task = load_task("produce_tweets")
+    task = load_task("produce_tweets").prepare_for_execution()  # as the task runner does
     reset_peak()
     baseline = memory_kib()["rss"]
     xcom = Path(xcom_file).read_text()
     records = json.loads(xcom)  # the XCom the task pulls
-    task.topic = topic  # what templating renders
+    task.topic = topic  # what rendering the templates sets
     task.producer_function_kwargs = {"records": records, "record_format": "json"}
     task.execute(context={})
     peak = memory_kib()["peak"]

@@ -20,34 +20,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 FULL = {"records": 100_000, "produce": 3, "fetch": 9, "parse": 7, "dag_run": 3}
 QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1}
-# (key, label, target test, target text) of the table's rows; a None test has no target.
-ROWS = (
-    ("produce_vs_raw", "produce: ours / raw confluent-kafka", lambda v: v >= 0.8, ">= 0.8"),
-    ("produce_vs_seed", "produce: ours / the seed's kafka-python", lambda v: v >= 5, ">= 5"),
-    ("produce_vs_operator_defaults", "produce: ours / operator defaults", None, ""),
-    ("requests_vs_minimum", "requests per window / minimum", lambda v: v == 1.0, "= 1.0"),
-    ("fetch_vs_plain_requests", "fetch 1,000 tweets: hook / plain requests", None, ""),
-    ("parse_vs_empty_dag", "parse, fresh interpreter: DAG file / empty DAG", lambda v: v <= 1.5, "<= 1.5"),
-    ("parse_in_dag_processor_vs_empty_dag", "parse in a dag-processor: DAG file / empty DAG", None, ""),
-    ("run_vs_empty_dag_run", "airflow dags test: 1,000 tweets / empty 2-task DAG", None, ""),
-    (
-        "fetch_memory_growth_vs_records",
-        "fetch_tweets memory growth / records growth",
-        lambda v: v <= 1,
-        "<= 1",
-    ),
-    (
-        "produce_memory_growth_vs_records",
-        "produce_tweets memory growth / records growth",
-        lambda v: v <= 1,
-        "<= 1",
-    ),
-)
 
 
 def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
@@ -125,9 +103,10 @@ def table(results: dict[str, Any]) -> str:
             "operator_defaults_records" if name == "operator_defaults" else "records"
         ]
         lines.append(f"| produce {name} ({records:,} records) | {figures['median']:,.0f} records/s | | |")
-    for key, label, test, target in ROWS:
-        met = "" if test is None else ("yes" if test(results[key]) else "**no**")
-        lines.append(f"| {label} (`{key}`) | {results[key]:.2f} | {target} | {met} |")
+    for figure in FIGURES:
+        value = results[figure.key]
+        met = "" if figure.meets is None else ("yes" if figure.meets(value) else "**no**")
+        lines.append(f"| {figure.label} (`{figure.key}`) | {value:.2f} | {figure.target} | {met} |")
     memory = results["memory"]["tasks"]
     for task, sizes in memory.items():
         for size, figures in sizes.items():

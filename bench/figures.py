@@ -1,0 +1,39 @@
+"""The ratios that bench/results.json leads with: label, target, and whether a value meets it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+
+class Figure(NamedTuple):
+    key: str
+    label: str
+    target: str = ""
+    meets: Callable[[float], bool] | None = None
+
+
+FIGURES = (
+    Figure("produce_vs_raw", "produce: ours / raw confluent-kafka", ">= 0.8", lambda v: v >= 0.8),
+    Figure("produce_vs_seed", "produce: ours / the seed's kafka-python", ">= 5", lambda v: v >= 5),
+    Figure("produce_vs_operator_defaults", "produce: ours / operator defaults"),
+    Figure("requests_vs_minimum", "requests per window / minimum", "= 1.0", lambda v: v == 1.0),
+    Figure("fetch_vs_plain_requests", "fetch 1,000 tweets: hook / plain requests"),
+    Figure(
+        "parse_vs_empty_dag", "parse, fresh interpreter: DAG file / empty DAG", "<= 1.5", lambda v: v <= 1.5
+    ),
+    Figure("parse_in_dag_processor_vs_empty_dag", "parse in a dag-processor: DAG file / empty DAG"),
+    Figure("run_vs_empty_dag_run", "airflow dags test: 1,000 tweets / empty 2-task DAG"),
+    Figure(
+        "fetch_memory_growth_vs_records",
+        "fetch_tweets memory growth / records growth",
+        "<= 1",
+        lambda v: v <= 1,
+    ),
+    Figure(
+        "produce_memory_growth_vs_records",
+        "produce_tweets memory growth / records growth",
+        "<= 1",
+        lambda v: v <= 1,
+    ),
+)
