@@ -12,6 +12,7 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowException
+from confluent_kafka import KafkaError
 
 from include.records import serialise
 
@@ -32,8 +33,14 @@ def fail_on_delivery_error(err, msg) -> None:
     """Delivery callback: raise when the broker did not take a record, so that the task fails."""
     global _delivered
     if err is not None:
+        hint = ""
+        if err.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka says no more when the topic is missing
+            hint = (
+                " (no broker acknowledged it within the connection's message.timeout.ms: check that the "
+                "brokers are reachable and that the topic exists, as auto-creation may be off)"
+            )
         raise AirflowException(
-            f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}"
+            f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}{hint}"
         )
     _delivered += 1
 
