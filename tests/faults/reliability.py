@@ -8,9 +8,14 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+
+from airflow.dag_processing.dagbag import DagBag
+from airflow.models import DagRun, TaskInstance
+from airflow.utils.session import create_session
+from sqlalchemy import select
 
 from include.records import to_record
 from tests.helpers import KAFKA_CONFIG, ROOT, read_topic
@@ -39,6 +44,7 @@ class Case:
     records: int = 0
     lost: int = 0
     duplicates: int = 0
+    measured: dict = field(default_factory=dict)  # other figures of the case, e.g. timings
     checked: bool = False
 
     def run(
@@ -46,11 +52,6 @@ class Case:
     ) -> Run:
         """Run tweets_to_kafka with dag.test() (which retries failed tasks in-process) for the window
         ending at `window_end`, optionally with other retries or a shorter first retry delay (seconds)."""
-        from airflow.dag_processing.dagbag import DagBag
-        from airflow.models import TaskInstance
-        from airflow.utils.session import create_session
-        from sqlalchemy import select
-
         dag = DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"]
         for task in dag.tasks:
             if retries is not None:
@@ -73,31 +74,40 @@ class Case:
         self, simulator, topic: str, windows: list[tuple[datetime, datetime]], bootstrap: str | None = None
     ) -> None:
         """The check every case ends with: the topic holds every tweet of every window, compared by key
-        and content with the simulator's tweets; no window is missing; a duplicate is a repeated key with
-        the same record, never a different one; no record comes from outside the windows."""
-        records = read_topic(topic, bootstrap or KAFKA_CONFIG["bootstrap.servers"])
-        by_key: dict[bytes, dict] = {}
-        for key, value in records:
-            record = json.loads(value)
-            assert by_key.setdefault(key, record) == record, f"key {key!r} holds two different records"
-        expected: dict[bytes, dict] = {}
+        and content with the simulator's tweets (see check_records)."""
+        expected = []
         for start, end in windows:
             window = {
                 t["id"].encode(): to_record(t, t["author"]) for t in simulator.tweets_between(start, end)
             }
             assert window, f"the simulator has no tweets in [{start}, {end}): the check would prove nothing"
-            missing = window.keys() - by_key.keys()
-            assert not missing, f"window [{start}, {end}) lost {len(missing)} of {len(window)} tweets"
-            expected |= window
-        assert by_key == expected, (
-            "records differ from the simulator's tweets or come from outside the windows"
-        )
+            expected.append(window)
+        self.check_records(topic, expected, bootstrap)
+
+    def check_records(
+        self, topic: str, windows: list[dict[bytes, dict]], bootstrap: str | None = None
+    ) -> None:
+        """Check that the topic holds every expected record (by key) of every window and nothing else; no
+        window is missing; a duplicate is a repeated key with the same record, never a different one."""
+        records = read_topic(topic, bootstrap or KAFKA_CONFIG["bootstrap.servers"])
+        by_key: dict[bytes, dict] = {}
+        conflicting = []
+        for key, value in records:
+            record = json.loads(value)
+            if by_key.setdefault(key, record) != record:
+                conflicting.append(key)
+        expected = {key: record for window in windows for key, record in window.items()}
+        missing = [len(window.keys() - by_key.keys()) for window in windows]
+        # Figures first, so that a failing case still counts what it lost.
         self.windows += len(windows)
         self.tweets += len(expected)
         self.records += len(records)
-        self.lost += len(expected.keys() - by_key.keys())
+        self.lost += sum(missing)
         self.duplicates += len(records) - len(by_key)
         self.checked = True
+        assert not conflicting, f"keys holding two different records: {conflicting[:5]}"
+        assert not any(missing), f"tweets lost per window: {missing}"
+        assert by_key == expected, "records differ from the expected ones or come from outside the windows"
 
 
 def when_task_is(
@@ -105,10 +115,6 @@ def when_task_is(
 ) -> threading.Thread:
     """Call `action` in a thread as soon as the task of the run for `window_end` is in `state` (as read from
     the metadata database), e.g. to bring a service back while the task waits for its retry."""
-    from airflow.models import DagRun, TaskInstance
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
     query = (
         select(TaskInstance.state)
         .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
@@ -124,6 +130,8 @@ def when_task_is(
                     return
             time.sleep(0.05)
 
+    with create_session() as session:  # set the database up in this thread: two at once can deadlock
+        session.scalar(query)
     watcher = threading.Thread(target=watch, name=f"when-{task_id}-{state}", daemon=True)
     watcher.start()
     return watcher
