@@ -1,0 +1,48 @@
+"""A three-broker KRaft cluster (scripts/kafka-cluster.sh: replication factor 3, min.insync.replicas=2)
+loses one broker in the middle of a run of consecutive windows, with the recommended producer config."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.reliability import create_topic, when_task_is
+from tests.helpers import KAFKA_CONFIG, past_window, set_connection
+
+pytestmark = pytest.mark.usefixtures("connections")
+WINDOWS = 6
+TWEETS_PER_WINDOW = 2000  # 20 pages
+
+
+def test_one_broker_killed_during_a_run_of_windows_loses_nothing_and_fails_no_task(
+    case, simulator, cluster, topic, monkeypatch
+):
+    """Expected: node 2 is SIGKILLed as the third window starts producing and restarted after the fifth;
+    the two remaining replicas keep acks=all writes going (min.insync.replicas=2), so every run succeeds at
+    its first try and the topic holds every tweet of the six windows."""
+    windows = [past_window(minutes_ago) for minutes_ago in range(70, 70 - WINDOWS, -1)]
+    for start, _ in windows:
+        simulator.set_rate(start, TWEETS_PER_WINDOW)
+    create_topic(cluster.bootstrap, topic, replication=3)
+    set_connection(
+        monkeypatch,
+        "kafka_default",
+        conn_type="kafka",
+        extra={**KAFKA_CONFIG, "bootstrap.servers": cluster.bootstrap, "message.timeout.ms": 60000},
+    )
+
+    runs = []
+    for number, (_, end) in enumerate(windows, 1):
+        if number == 3:
+            killer = when_task_is(end, "produce_tweets", "running", lambda: cluster.script("kill-one", "2"))
+        if number == 6:
+            cluster.script("restart-one", "2")
+        runs.append(case.run(end, topic=topic))
+        if number == 3:
+            killer.join(timeout=1)
+            assert not killer.is_alive(), "node 2 was killed while the third window was produced"
+
+    assert [run.states for run in runs] == [
+        {"fetch_tweets": "success", "produce_tweets": "success"}
+    ] * WINDOWS
+    assert [run.tries["produce_tweets"] for run in runs] == [1] * WINDOWS, "no produce try failed"
+    case.check_delivered(simulator, topic, windows, cluster.bootstrap)
