@@ -5,7 +5,7 @@ processes with their own AIRFLOW_HOME (a fresh SQLite database), this repository
 and include/, and the connections and pools it is given; it stops them by process group.
 
     stack = AirflowStack(home, port=19080, connections={...}, pools={"x_api": 1}).start()
-    stack.cli("backfill", "create", "--dag-id", DAG_ID, "--from-date", ..., "--to-date", ...)
+    stack.backfill(from_date, to_date, conf={"topic": topic})   # `airflow backfill create`
     runs = stack.wait_for_runs(lambda runs: ..., timeout=300, what="the backfill to finish")
     stack.task_instances()   # every task try of the DAG, as the REST API returns them
     stack.stop()
@@ -207,6 +207,20 @@ class AirflowStack:
         if response.status_code >= 400:
             raise AirflowError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
+
+    def backfill(self, from_date: str, to_date: str, conf: dict | None = None, timeout: float = 180) -> None:
+        """`airflow backfill create` of the windows whose start (logical date) is in [from_date, to_date].
+        Airflow allows one unfinished backfill per DAG: this first waits until the previous one completed."""
+
+        def previous_completed() -> bool:
+            backfills = self.api("GET", "/api/v2/backfills", params={"dag_id": DAG_ID, "limit": 1000})
+            return all(backfill["completed_at"] for backfill in backfills["backfills"])
+
+        self.wait_until(previous_completed, timeout, f"the previous backfill of {DAG_ID} to complete")
+        options = ["--dag-run-conf", json.dumps(conf)] if conf else []
+        self.cli(
+            "backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date", to_date, *options
+        )
 
     def set_connection(self, conn_id: str, extra: dict | None = None, **fields: Any) -> None:
         """Create or replace a connection in the database."""

@@ -20,18 +20,7 @@ def iso(moment: datetime) -> str:
 def backfill(stack, windows: list[tuple[datetime, datetime]], topic: str) -> None:
     """`airflow backfill create` for consecutive one-minute windows: --from-date and --to-date are the
     first and the last window's start (a run's logical date)."""
-    stack.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        DAG_ID,
-        "--from-date",
-        iso(windows[0][0]),
-        "--to-date",
-        iso(windows[-1][0]),
-        "--dag-run-conf",
-        json.dumps({"topic": topic}),
-    )
+    stack.backfill(iso(windows[0][0]), iso(windows[-1][0]), conf={"topic": topic})
 
 
 def runs_of(runs: list[dict], topic: str) -> list[dict]:

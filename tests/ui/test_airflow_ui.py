@@ -5,7 +5,6 @@ Screenshots are saved in .artifacts/ui/ (git-ignored); docs/grid.png is a copy o
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -25,6 +24,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ROOT / ".artifacts" / "ui"
+OAUTH1_LABELS = {
+    "consumer_key": "OAuth 1.0a consumer key (API key)",
+    "consumer_secret": "OAuth 1.0a consumer secret (API key secret)",
+    "access_token": "OAuth 1.0a access token",
+    "access_token_secret": "OAuth 1.0a access token secret",
+}
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +37,7 @@ def finished_runs(airflow_stack):
     """Two successful backfill runs of the DAG, made for this module; their run ids."""
     windows = [past_window(minutes_ago) for minutes_ago in (90, 89)]
     topic = f"test-ui-{uuid.uuid4().hex[:12]}"
-    airflow_stack.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        DAG_ID,
-        "--from-date",
-        windows[0][0].isoformat(),
-        "--to-date",
-        windows[1][0].isoformat(),
-        "--dag-run-conf",
-        json.dumps({"topic": topic}),
-    )
+    airflow_stack.backfill(windows[0][0].isoformat(), windows[1][0].isoformat(), conf={"topic": topic})
 
     def mine(runs):
         return [run for run in runs if (run["conf"] or {}).get("topic") == topic]
@@ -62,8 +56,9 @@ def finished_runs(airflow_stack):
 @pytest.fixture(scope="module")
 def page(airflow_stack):
     """A browser page logged in to the UI as admin with the generated password, as a user would."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=30_000)  # this machine may be busy: 30 s, not 5 s, for each expectation
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -112,21 +107,19 @@ def test_the_new_connection_form_offers_x_with_its_fields(airflow_stack, page):
     page.get_by_role("combobox").click()
     page.keyboard.type("X (Twitter)")
     page.keyboard.press("Enter")
-    page.get_by_role("button", name="Extra Fields", exact=True).click()
 
     form = page.get_by_role("dialog")
-    for label in ("API base URL", "Bearer token", "OAuth 1.0a consumer key (API key)"):
+    for label in ("API base URL", "Bearer token"):
         expect(form.get_by_text(label, exact=True)).to_be_visible()
-    for secret in (
-        "password",
-        "element_consumer_secret",
-        "element_access_token",
-        "element_access_token_secret",
-    ):
-        expect(form.locator(f"input[name={secret}]")).to_have_attribute("type", "password")
-    expect(form.locator("input[name=element_consumer_key]")).not_to_have_attribute("type", "password")
+    expect(form.locator("input[name=password]")).to_have_attribute("type", "password")
     for hidden in ("login", "port", "schema"):
         expect(form.locator(f"input[name={hidden}]")).to_have_count(0)
+    form.get_by_role("button", name="Extra Fields", exact=True).click()
+    for label in OAUTH1_LABELS.values():
+        expect(form.get_by_text(label, exact=True)).to_be_visible()
+    for secret in ("consumer_secret", "access_token", "access_token_secret"):
+        expect(form.locator(f"input[name=element_{secret}]")).to_have_attribute("type", "password")
+    expect(form.locator("input[name=element_consumer_key]")).not_to_have_attribute("type", "password")
     page.screenshot(path=SCREENSHOTS / "x-connection-form.png", full_page=True)
 
 
