@@ -75,6 +75,20 @@ def page(airflow_stack):
         browser.close()
 
 
+def hover_until_visible(page, target, tooltip, attempts: int = 5) -> None:
+    """Hover `target` until `tooltip` shows: a hover during a re-render of the grid shows none."""
+    from playwright.sync_api import expect
+
+    for _ in range(attempts - 1):
+        page.mouse.move(0, 0)
+        target.hover()
+        page.wait_for_timeout(2000)  # the tooltip opens after a delay
+        if tooltip.is_visible():
+            return
+    target.hover()
+    expect(tooltip).to_be_visible()
+
+
 def test_the_grid_shows_successful_runs(airflow_stack, finished_runs, page):
     from playwright.sync_api import expect
 
@@ -84,10 +98,10 @@ def test_the_grid_shows_successful_runs(airflow_stack, finished_runs, page):
         for task_id in ("fetch_tweets", "produce_tweets"):
             cell = page.get_by_test_id(f"grid-{run_id}-{task_id}")
             expect(cell).to_be_visible()
-            cell.hover()
             tooltip = (
                 page.get_by_role("tooltip").filter(has_text=f"Task ID: {task_id}").filter(has_text=run_id)
             )
+            hover_until_visible(page, cell, tooltip)
             expect(tooltip).to_contain_text("State: Success")
             page.mouse.move(0, 0)
             expect(tooltip).to_be_hidden()
