@@ -20,7 +20,7 @@ from bench.services import records_in
 from include.records import serialise, to_record
 
 PARTITIONS = 3
-OPERATOR_DEFAULTS_RECORDS = 10_000  # one flush per record: 100,000 would take minutes per repetition
+OPERATOR_DEFAULTS_RECORDS = 5_000  # one flush per record: 100,000 would take over a minute per repetition
 
 
 def make_records(count: int) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
-FULL = {"records": 100_000, "produce": 5, "fetch": 9, "parse": 7, "dag_run": 3}
+FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3}
 QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1}
 
 
