@@ -30,7 +30,7 @@ def draw(results: dict[str, Any], path: Path) -> None:
     left.barh(range(len(names)), medians, color=[OURS if name == "ours" else OTHER for name in names])
     for row, name in enumerate(names):
         left.plot(produce[name]["runs"], [row] * len(produce[name]["runs"]), "k|", markersize=14)
-        left.text(medians[row], row, f"  {medians[row]:,.0f}/s", va="center")
+        left.text(max(produce[name]["runs"]), row, f"  {medians[row]:,.0f}/s", va="center")
     left.set_yticks(range(len(names)), [PRODUCE_LABELS[name] for name in names])
     left.set_xscale("log")
     left.set_xlim(right=max(max(run["runs"]) for run in produce.values()) * 4)
