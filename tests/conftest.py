@@ -40,10 +40,12 @@ def kafka() -> str:
     already_running = pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
     if not already_running:
         subprocess.run(["rm", "-rf", str(KAFKA_STATE)], check=True)
-    kafka_script("start")
-    yield BOOTSTRAP
-    if not already_running:
-        kafka_script("stop")
+    try:
+        kafka_script("start")
+        yield BOOTSTRAP
+    finally:  # also when the start itself failed half-way
+        if not already_running:
+            kafka_script("stop")
 
 
 @pytest.fixture
