@@ -12,7 +12,6 @@ from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowException
-from confluent_kafka import KafkaError
 
 from include.records import serialise
 
@@ -33,6 +32,8 @@ def fail_on_delivery_error(err, msg) -> None:
     """Delivery callback: raise when the broker did not take a record, so that the task fails."""
     global _delivered
     if err is not None:
+        from confluent_kafka import KafkaError  # only on failure: keeps the DAG file's imports light
+
         hint = ""
         if err.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka says no more when the topic is missing
             hint = (
