@@ -218,9 +218,17 @@ class AirflowStack:
 
         self.wait_until(previous_completed, timeout, f"the previous backfill of {DAG_ID} to complete")
         options = ["--dag-run-conf", json.dumps(conf)] if conf else []
-        self.cli(
-            "backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date", to_date, *options
-        )
+        command = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date", to_date]
+        for attempt in range(3):
+            try:
+                self.cli(*command, *options)
+                return
+            except AirflowError as error:
+                # SQLite (this stack) has one writer at a time; the creation is one transaction, rolled back
+                # when the scheduler holds the lock past the timeout, so trying again is safe.
+                if "database is locked" not in str(error) or attempt == 2:
+                    raise
+                time.sleep(5)
 
     def set_connection(self, conn_id: str, extra: dict | None = None, **fields: Any) -> None:
         """Create or replace a connection in the database."""
