@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.kafka_delivery import TOPIC_ALIAS, announce_topic
+from include.kafka_delivery import TOPIC_ALIAS, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,8 @@ X_API_POOL = "x_api"  # bounds concurrent X API searches, e.g. in a backfill; ma
     doc_md=__doc__,
 )
 def tweets_to_kafka():
-    @task(pool=X_API_POOL, show_return_value_in_logs=False)
+    # Its timeout leaves room to wait out a rate limit: X resets it within 15 minutes.
+    @task(pool=X_API_POOL, execution_timeout=timedelta(minutes=20), show_return_value_in_logs=False)
     def fetch_tweets(**context) -> list[dict]:
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
         from include.records import to_record
@@ -90,6 +91,7 @@ def tweets_to_kafka():
         delivery_callback="include.kafka_delivery.fail_on_delivery_error",
         synchronous=False,
         outlets=[TOPIC_ALIAS],
+        pre_execute=check_kafka_connection,
         post_execute=announce_topic,
         # Airflow 3.3.2's API server creates a topic's asset on the first event through the alias, without
         # a lock: two produce_tweets finishing together on a new topic collide on Postgres and one is set

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, BaseHook
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from include.records import serialise
 
@@ -44,6 +44,17 @@ def fail_on_delivery_error(err, msg) -> None:
             f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}{hint}"
         )
     _delivered += 1
+
+
+def check_kafka_connection(context: dict[str, Any]) -> None:
+    """pre_execute: fail at once, without retries, naming the connection, when it names no broker (the
+    provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
+    conn_id = context["task"].kafka_config_id
+    if not BaseHook.get_connection(conn_id).extra_dejson.get("bootstrap.servers"):
+        raise AirflowFailException(
+            f"Connection {conn_id!r} has no 'bootstrap.servers' in its extra: set it to the brokers' "
+            'host:port list, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
+        )
 
 
 def announce_topic(context: dict[str, Any], result: Any = None) -> None:

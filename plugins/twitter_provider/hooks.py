@@ -21,7 +21,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 TWEEPY_HOST = "https://api.twitter.com"  # hard-coded in tweepy.Client.request
 OAUTH1_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 PAGE_SIZE = 100  # the most the recent search returns per request
-NEAR_RESET_SECONDS = 60  # wait for a rate-limit reset this close; fail (for Airflow to retry) beyond it
+RATE_LIMIT_WINDOW_SECONDS = 15 * 60  # X counts requests in 15-minute windows: a reset is never further away
 _STATUS_HINTS = {
     400: "the X API refused the request's parameters",
     401: "check the connection's bearer token or OAuth 1.0a keys",
@@ -71,6 +71,8 @@ class TwitterHook(BaseHook):
     :param timeout: connect and read timeout of every request, in seconds
     :param attempts: tries of one request that meets a transient failure, before the task fails
     :param backoff: first wait between those tries, in seconds; it doubles each time
+    :param max_rate_limit_wait: after a 429, wait for a reset at most this far away (in seconds) and ask
+        again; a reset further away fails with an error that names it
     """
 
     conn_name_attr = "twitter_conn_id"
@@ -84,12 +86,14 @@ class TwitterHook(BaseHook):
         timeout: tuple[float, float] = (10.0, 30.0),
         attempts: int = 4,
         backoff: float = 1.0,
+        max_rate_limit_wait: float = RATE_LIMIT_WINDOW_SECONDS,
     ):
         super().__init__()
         self.twitter_conn_id = twitter_conn_id
         self.timeout = timeout
         self.attempts = attempts
         self.backoff = backoff
+        self.max_rate_limit_wait = max_rate_limit_wait
         self.requests_made = 0
         self.rate_limit_remaining: str | None = None
 
@@ -208,7 +212,7 @@ class TwitterHook(BaseHook):
         )
 
     def _get_page(self, params: dict[str, Any]) -> dict[str, Any]:
-        """One page, retried on transient failures and after a near rate-limit reset."""
+        """One page, retried on transient failures and after a rate-limit reset."""
         while True:
             try:
                 for attempt in Retrying(
@@ -227,10 +231,10 @@ class TwitterHook(BaseHook):
                         return self._request_page(params)
             except _RateLimited as limited:
                 wait = (limited.reset_at - datetime.now(UTC)).total_seconds()
-                if wait > NEAR_RESET_SECONDS:
+                if wait > self.max_rate_limit_wait:
                     raise AirflowException(
                         f"{limited}; the rate limit resets at {_iso(limited.reset_at)} (in {wait:.0f} s), "
-                        "let Airflow retry the task after that"
+                        f"later than the {self.max_rate_limit_wait:.0f} s this task waits for a reset"
                     ) from None
                 self.log.warning(
                     "%s; waiting %.0f s for the reset at %s", limited, wait, _iso(limited.reset_at)

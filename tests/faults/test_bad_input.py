@@ -68,21 +68,23 @@ def test_a_missing_twitter_connection_fails_naming_it_before_any_request(
     assert search_requests(simulator) == []
 
 
-def test_a_kafka_connection_without_bootstrap_servers_fails_naming_the_setting(
+def test_a_kafka_connection_without_bootstrap_servers_fails_at_once_naming_the_connection(
     case, simulator, topic, monkeypatch, capfd
 ):
-    """Expected: produce_tweets fails saying bootstrap.servers is missing, without printing the connection's
-    secrets; once the connection is fixed, a rerun delivers the window."""
+    """Expected: produce_tweets fails at its first try, without retries, naming the connection and the
+    missing setting, and prints none of the connection's secrets; once the connection is fixed, a rerun
+    delivers the window."""
     start, end = past_window(52)
     secret = "sasl-password-0123456789"
     broken = {k: v for k, v in KAFKA_CONFIG.items() if k != "bootstrap.servers"} | {"sasl.password": secret}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=broken)
 
-    run = case.run(end, retries=0, topic=topic)
+    run = case.run(end, topic=topic)
 
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "failed"}
+    assert run.tries["produce_tweets"] == 1, "no retry: the connection must be fixed first"
     out = capfd.readouterr().out
-    assert "config['bootstrap.servers'] must be provided" in out
+    assert "Connection 'kafka_default' has no 'bootstrap.servers' in its extra" in out
     assert secret not in out and TOKEN not in out
 
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
