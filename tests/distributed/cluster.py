@@ -26,33 +26,32 @@ WORKER_LOG_PORTS = {
     "worker1": int(os.environ.get("TEST_WORKER1_LOG_PORT", "18393")),
     "worker2": int(os.environ.get("TEST_WORKER2_LOG_PORT", "18394")),
 }
-STATE_DIR = ROOT / ".distributed" / f"test-pg-{POSTGRES_PORT}-redis-{REDIS_PORT}"
-DATABASE_DSN = f"postgresql://airflow:airflow@127.0.0.1:{POSTGRES_PORT}/airflow"
 SIMULATOR_TOKEN = "distributed-test-bearer-token"
 
 
-def distributed_script(action: str) -> None:
-    """Run scripts/distributed.sh for the test's PostgreSQL and Redis."""
+@contextmanager
+def postgres_and_redis(postgres_port: int = POSTGRES_PORT, redis_port: int = REDIS_PORT) -> Iterator[str]:
+    """A fresh PostgreSQL database cluster and Redis (scripts/distributed.sh) on these ports; yields the
+    database's DSN."""
+    state_dir = ROOT / ".distributed" / f"test-pg-{postgres_port}-redis-{redis_port}"
     env = {
         **os.environ,
-        "POSTGRES_PORT": str(POSTGRES_PORT),
-        "REDIS_PORT": str(REDIS_PORT),
-        "DISTRIBUTED_STATE_DIR": str(STATE_DIR),
+        "POSTGRES_PORT": str(postgres_port),
+        "REDIS_PORT": str(redis_port),
+        "DISTRIBUTED_STATE_DIR": str(state_dir),
     }
-    subprocess.run([str(ROOT / "scripts" / "distributed.sh"), action], check=True, env=env)
 
+    def script(action: str) -> None:
+        subprocess.run([str(ROOT / "scripts" / "distributed.sh"), action], check=True, env=env)
 
-@contextmanager
-def postgres_and_redis() -> Iterator[str]:
-    """A fresh PostgreSQL database cluster and Redis on the test ports; yields the database DSN."""
-    distributed_script("install")
-    distributed_script("stop")  # a run killed before its clean-up left them running
-    subprocess.run(["rm", "-rf", str(STATE_DIR)], check=True)
+    script("install")
+    script("stop")  # a run killed before its clean-up left them running
+    subprocess.run(["rm", "-rf", str(state_dir)], check=True)
     try:
-        distributed_script("start")
-        yield DATABASE_DSN
+        script("start")
+        yield f"postgresql://airflow:airflow@127.0.0.1:{postgres_port}/airflow"
     finally:
-        distributed_script("stop")
+        script("stop")
 
 
 def airflow_env(home: Path, kafka_config: dict) -> dict[str, str]:

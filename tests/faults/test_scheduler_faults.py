@@ -5,57 +5,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime
 
 from tests.helpers import past_window
 from tests.system.harness import DAG_ID, TEST_X_BEARER_TOKEN
 from twitter_provider.hooks import OAUTH1_FIELDS
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def backfill(stack, windows: list[tuple[datetime, datetime]], topic: str, timeout: float) -> list[dict]:
-    """Backfill consecutive windows (by their starts, the runs' logical dates) to `topic`; return its runs
-    once all have ended. Keep backfills small on this SQLite stack: Airflow 3.3.2 refuses to create dozens
-    of runs under concurrent access ("Backfill creation is not supported on SQLite under concurrent
-    access. Please use PostgreSQL or MySQL.")."""
-    no_backfill_running(stack)  # Airflow allows one running backfill per DAG
-    stack.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        DAG_ID,
-        "--from-date",
-        iso(windows[0][0]),
-        "--to-date",
-        iso(windows[-1][0]),
-        "--dag-run-conf",
-        json.dumps({"topic": topic}),
-    )
-
-    def mine(runs: list[dict]) -> list[dict]:
-        return [run for run in runs if (run["conf"] or {}).get("topic") == topic]
-
-    def ended(runs: list[dict]) -> bool:
-        return len(mine(runs)) == len(windows) and all(
-            r["state"] in ("success", "failed") for r in mine(runs)
-        )
-
-    runs = mine(stack.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end"))
-    no_backfill_running(stack)  # nor for the next test
-    return runs
-
-
-def no_backfill_running(stack) -> None:
-    """Wait until the scheduler has marked every backfill of the DAG completed."""
-
-    def completed() -> bool:
-        backfills = stack.api("GET", "/api/v2/backfills", params={"dag_id": DAG_ID})["backfills"]
-        return all(backfill["completed_at"] for backfill in backfills)
-
-    stack.wait_until(completed, 120, "the DAG's backfills to be marked completed")
 
 
 def test_secrets_stay_out_of_task_log_files_xcoms_rendered_fields_and_the_api(case, airflow_stack, x_api):
@@ -66,7 +19,7 @@ def test_secrets_stay_out_of_task_log_files_xcoms_rendered_fields_and_the_api(ca
     topic = f"test-secrets-{uuid.uuid4().hex[:12]}"
     x_api.add_fault(status=503, times=1)  # a warning line with the failed request, too
 
-    runs = backfill(airflow_stack, windows, topic, timeout=300)
+    runs = airflow_stack.backfill(windows, conf={"topic": topic}, timeout=300)
     case.runs = len(runs)
 
     assert [run["state"] for run in runs] == ["success"] * 2

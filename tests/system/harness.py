@@ -1,12 +1,13 @@
 """Airflow with a real scheduler, for tests: `AirflowStack` and its pytest fixtures.
 
 `AirflowStack` runs Airflow's scheduler (LocalExecutor), dag-processor and api-server as three
-processes with their own AIRFLOW_HOME (a fresh SQLite database), this repository's dags/, plugins/
-and include/, and the connections and pools it is given; it stops them by process group.
+processes with their own AIRFLOW_HOME (a fresh SQLite database, or the empty PostgreSQL database it is
+given), this repository's dags/, plugins/ and include/, and the connections and pools it is given; it
+stops them by process group.
 
     stack = AirflowStack(home, port=19080, connections={...}, pools={"x_api": 1}).start()
-    stack.backfill(from_date, to_date, conf={"topic": topic})   # `airflow backfill create`
-    runs = stack.wait_for_runs(lambda runs: ..., timeout=300, what="the backfill to finish")
+    runs = stack.backfill(windows, conf={"topic": topic}, timeout=300)   # once all its runs ended
+    runs = stack.wait_for_runs(lambda runs: ..., timeout=300, what="a cleared run to succeed")
     stack.task_instances()   # every task try of the DAG, as the REST API returns them
     stack.stop()
 
@@ -32,6 +33,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,9 @@ class AirflowStack:
     :param schedule_runs: whether the scheduler makes a run every minute; when False only backfills,
         triggers and clears make runs, so that tests see only the runs they asked for
     :param parallelism: task instances that may run at once in the whole stack
+    :param database: SQLAlchemy URL of an empty PostgreSQL database; None for a SQLite file in `home`
+        (SQLite has one writer at a time, so Airflow refuses to create large backfills on it)
+    :param logging_level: the level of every component's and task's log
     """
 
     home: Path
@@ -74,6 +79,8 @@ class AirflowStack:
     pools: dict[str, int] = field(default_factory=dict)
     schedule_runs: bool = False
     parallelism: int = 4
+    database: str | None = None
+    logging_level: str = "INFO"
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False)
 
@@ -96,7 +103,8 @@ class AirflowStack:
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
             "AIRFLOW_HOME": str(self.home),
             # SQLite lets one writer at a time: wait for the lock rather than fail (the default is 5 s).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout=60",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database
+            or f"sqlite:///{self.home / 'airflow.db'}?timeout=60",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -111,6 +119,7 @@ class AirflowStack:
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 1),
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
         }
 
     # Life cycle
@@ -121,10 +130,11 @@ class AirflowStack:
         shutil.rmtree(self.home, ignore_errors=True)
         (self.home / "logs").mkdir(parents=True)
         self.cli("db", "migrate", timeout=300)
-        with sqlite3.connect(
-            self.home / "airflow.db"
-        ) as db:  # readers and the writer stop blocking each other
-            db.execute("PRAGMA journal_mode=WAL")
+        if self.database is None:
+            with sqlite3.connect(
+                self.home / "airflow.db"
+            ) as db:  # readers and the writer stop blocking each other
+                db.execute("PRAGMA journal_mode=WAL")
         try:
             for component in COMPONENTS:
                 log = (self.home / "logs" / f"{component}.log").open("wb")
@@ -208,27 +218,48 @@ class AirflowStack:
             raise AirflowError(f"{method} {path} answered {response.status_code}: {response.text[:2000]}")
         return response.json() if response.content else None
 
-    def backfill(self, from_date: str, to_date: str, conf: dict | None = None, timeout: float = 180) -> None:
-        """`airflow backfill create` of the windows whose start (logical date) is in [from_date, to_date].
+    def backfill(
+        self,
+        windows: list[tuple[datetime, datetime]],
+        conf: dict[str, Any],
+        timeout: float,
+        max_active_runs: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Backfill consecutive one-minute windows with `conf` (`airflow backfill create`), at most
+        `max_active_runs` runs at once (None: Airflow's default); return their runs, oldest first, once
+        all have ended. `conf` tells them apart from other runs: give each backfill its own (its own topic).
         Airflow allows one unfinished backfill per DAG: this first waits until the previous one completed."""
 
         def previous_completed() -> bool:
-            backfills = self.api("GET", "/api/v2/backfills", params={"dag_id": DAG_ID, "limit": 1000})
-            return all(backfill["completed_at"] for backfill in backfills["backfills"])
+            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=DAG_ID)
+            return all(backfill["completed_at"] for backfill in backfills)
 
-        self.wait_until(previous_completed, timeout, f"the previous backfill of {DAG_ID} to complete")
-        options = ["--dag-run-conf", json.dumps(conf)] if conf else []
-        command = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", from_date, "--to-date", to_date]
+        self.wait_until(previous_completed, 180, f"the previous backfill of {DAG_ID} to complete")
+        # A run's logical date is its window's start; both ends of the range are inclusive.
+        command = ["backfill", "create", "--dag-id", DAG_ID, "--dag-run-conf", json.dumps(conf)]
+        command += ["--from-date", windows[0][0].isoformat(), "--to-date", windows[-1][0].isoformat()]
+        if max_active_runs is not None:
+            command += ["--max-active-runs", str(max_active_runs)]
         for attempt in range(3):
             try:
-                self.cli(*command, *options)
-                return
+                self.cli(*command)
+                break
             except AirflowError as error:
-                # SQLite (this stack) has one writer at a time; the creation is one transaction, rolled back
-                # when the scheduler holds the lock past the timeout, so trying again is safe.
+                # SQLite has one writer at a time; the creation is one transaction, rolled back when the
+                # scheduler holds the lock past the timeout, so trying again is safe.
                 if "database is locked" not in str(error) or attempt == 2:
                     raise
                 time.sleep(5)
+
+        def mine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [run for run in runs if run["conf"] == conf]
+
+        def ended(runs: list[dict[str, Any]]) -> bool:
+            return len(mine(runs)) == len(windows) and all(
+                run["state"] in ("success", "failed") for run in mine(runs)
+            )
+
+        return mine(self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end"))
 
     def set_connection(self, conn_id: str, extra: dict | None = None, **fields: Any) -> None:
         """Create or replace a connection in the database."""
@@ -240,17 +271,23 @@ class AirflowStack:
                 raise
         self.api("POST", "/api/v2/connections", json=body)
 
+    def listing(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a REST API list, page by page (the API returns at most 100 at a time)."""
+        items: list[dict[str, Any]] = []
+        while True:
+            answer = self.api("GET", path, params={**params, "limit": 100, "offset": len(items)})
+            items += answer[key]
+            if not answer[key] or len(items) >= answer["total_entries"]:
+                return items
+
     def dag_runs(self) -> list[dict[str, Any]]:
         """Every run of the DAG, oldest logical date first."""
-        answer = self.api(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 1000, "order_by": "logical_date"}
-        )
-        return answer["dag_runs"]
+        return self.listing(f"/api/v2/dags/{DAG_ID}/dagRuns", "dag_runs", order_by="logical_date")
 
     def task_instances(self, run_id: str = "~") -> list[dict[str, Any]]:
         """The latest try of every task instance of the DAG (of one run, or of all with "~")."""
         path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances"
-        return self.api("GET", path, params={"limit": 1000})["task_instances"]
+        return self.listing(path, "task_instances", order_by="id")
 
     def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of one task instance, first try first."""

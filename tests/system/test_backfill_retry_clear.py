@@ -10,28 +10,14 @@ from include.records import to_record
 from tests.helpers import past_window, read_topic
 from tests.system.harness import DAG_ID
 
-TERMINAL = {"success", "failed"}
-
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def backfill(stack, windows: list[tuple[datetime, datetime]], topic: str) -> None:
-    """`airflow backfill create` for consecutive one-minute windows: --from-date and --to-date are the
-    first and the last window's start (a run's logical date)."""
-    stack.backfill(iso(windows[0][0]), iso(windows[-1][0]), conf={"topic": topic})
-
-
 def runs_of(runs: list[dict], topic: str) -> list[dict]:
     """The runs that write to `topic` (each test uses its own)."""
     return [run for run in runs if (run["conf"] or {}).get("topic") == topic]
-
-
-def finished(count: int, topic: str):
-    return lambda runs: (
-        len(runs_of(runs, topic)) == count and all(run["state"] in TERMINAL for run in runs_of(runs, topic))
-    )
 
 
 def window_of(run: dict) -> tuple[datetime, datetime]:
@@ -59,10 +45,7 @@ def test_a_backfill_delivers_every_window_and_airflow_retries_the_one_that_fails
     # A rate limit that this backfill exceeds: 6 windows + 5 failures > 5 requests per minute.
     x_api.rate_limit, x_api.rate_limit_window = 5, 60
 
-    backfill(airflow_stack, windows, topic)
-    runs = runs_of(
-        airflow_stack.wait_for_runs(finished(6, topic), 480, "the backfill's 6 runs to end"), topic
-    )
+    runs = airflow_stack.backfill(windows, conf={"topic": topic}, timeout=480)
 
     assert sorted(window_of(run) for run in runs) == windows
     assert {run["run_type"] for run in runs} == {"backfill"}
@@ -105,8 +88,7 @@ def test_clearing_a_failed_run_reruns_it_and_delivers(airflow_stack, x_api):
     topic = f"test-clear-{uuid.uuid4().hex[:12]}"
     x_api.add_fault(status=403, start_time=window[0], times=1)  # fails for good: no retry
 
-    backfill(airflow_stack, [window], topic)
-    [run] = runs_of(airflow_stack.wait_for_runs(finished(1, topic), 300, "the run to fail"), topic)
+    [run] = airflow_stack.backfill([window], conf={"topic": topic}, timeout=300)
 
     assert run["state"] == "failed"
     states = {ti["task_id"]: ti["state"] for ti in airflow_stack.task_instances(run["dag_run_id"])}

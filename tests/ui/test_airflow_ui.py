@@ -37,20 +37,9 @@ def finished_runs(airflow_stack):
     """Two successful backfill runs of the DAG, made for this module; their run ids."""
     windows = [past_window(minutes_ago) for minutes_ago in (90, 89)]
     topic = f"test-ui-{uuid.uuid4().hex[:12]}"
-    airflow_stack.backfill(windows[0][0].isoformat(), windows[1][0].isoformat(), conf={"topic": topic})
-
-    def mine(runs):
-        return [run for run in runs if (run["conf"] or {}).get("topic") == topic]
-
-    runs = airflow_stack.wait_for_runs(
-        lambda runs: (
-            len(mine(runs)) == 2 and all(run["state"] in ("success", "failed") for run in mine(runs))
-        ),
-        300,
-        "the UI test's two backfill runs to end",
-    )
-    assert [run["state"] for run in mine(runs)] == ["success", "success"]
-    return [run["dag_run_id"] for run in mine(runs)]
+    runs = airflow_stack.backfill(windows, conf={"topic": topic}, timeout=300)
+    assert [run["state"] for run in runs] == ["success", "success"]
+    return [run["dag_run_id"] for run in runs]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,133 @@
+"""With the real scheduler on PostgreSQL (tests/system/harness.py; Airflow 3.3.2 refuses backfills this large
+on SQLite under concurrent access) and every log at DEBUG: a backfill of 120 past windows runs into the X API's
+rate limit and still delivers every tweet, and no task log file holds a secret at DEBUG level."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.distributed.cluster import postgres_and_redis
+from tests.faults.reliability import SEARCH_PATH
+from tests.helpers import KAFKA_CONFIG, ROOT, past_window
+from tests.system.harness import DAG_ID, AirflowStack
+
+POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
+REDIS_PORT = int(os.environ.get("FAULTS_REDIS_PORT", "16389"))
+AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))  # its worker log server takes the next one
+TOKEN = "postgres-stack-bearer-token-0123456789"
+POOL_SLOTS = 4
+
+WINDOWS = 120
+# Requests per RATE_WINDOW seconds, per credential, as X counts them. Low enough that the limit, not Airflow,
+# sets the pace: at 40 per 60 s the 120 requests could all be made in 120 s, less than the ~200 s this stack
+# takes for 120 runs whatever the limit (produce_tweets runs one at a time, see the DAG).
+RATE_LIMIT = 20
+RATE_WINDOW = 60
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="module")
+def limited_x_api():
+    """The X API simulator of this module, at the default (generous) rate limit unless a test lowers it."""
+    from include.x_api_simulator import XApiSimulator
+
+    with XApiSimulator(bearer_token=TOKEN) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="module")
+def postgres_stack(kafka, limited_x_api):
+    """Scheduler, dag-processor and api-server (LocalExecutor) on a fresh PostgreSQL, every log at DEBUG."""
+    with postgres_and_redis(POSTGRES_PORT, REDIS_PORT) as dsn:
+        stack = AirflowStack(
+            home=ROOT / ".artifacts" / f"airflow-postgres-{AIRFLOW_PORT}",
+            port=AIRFLOW_PORT,
+            database=dsn.replace("postgresql://", "postgresql+psycopg2://"),
+            connections={
+                "twitter_default": {"conn_type": "twitter", "host": limited_x_api.url, "password": TOKEN},
+                "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
+            },
+            pools={"x_api": POOL_SLOTS},
+            parallelism=POOL_SLOTS + 2,
+            logging_level="DEBUG",
+        )
+        with stack:
+            yield stack
+
+
+def test_a_backfill_of_120_windows_waits_out_the_rate_limit_and_loses_nothing(
+    case, postgres_stack, limited_x_api, monkeypatch
+):
+    """Expected: 120 windows against 20 requests per 60 s must run into the limit. Each fetch that gets a 429
+    waits for the reset in its own try, so every run succeeds with one try per task; each window is fetched
+    with one successful request, plus at most one 429 per pool slot each time the limit runs out; and the
+    backfill takes not much longer than the least time the limit allows for 120 requests."""
+    monkeypatch.setattr(limited_x_api, "rate_limit", RATE_LIMIT)  # for this test only
+    monkeypatch.setattr(limited_x_api, "rate_limit_window", RATE_WINDOW)
+    limited_x_api.clear_requests()
+    first_start, _ = past_window(WINDOWS + 60)
+    windows = [
+        (first_start + timedelta(minutes=i), first_start + timedelta(minutes=i + 1)) for i in range(WINDOWS)
+    ]
+    topic = f"test-rate-limit-backfill-{uuid.uuid4().hex[:12]}"
+
+    began = time.monotonic()
+    runs = postgres_stack.backfill(windows, conf={"topic": topic}, timeout=1200, max_active_runs=8)
+    elapsed = time.monotonic() - began
+
+    case.runs = len(runs)
+    instances = postgres_stack.task_instances()
+    mine = {run["dag_run_id"] for run in runs}
+    tries = [ti["try_number"] for ti in instances if ti["dag_run_id"] in mine]
+    case.task_tries = sum(tries)
+    searches = [r for r in limited_x_api.requests if r["path"] == SEARCH_PATH]
+    ok = [r for r in searches if r["status"] == 200]
+    limited = [r for r in searches if r["status"] == 429]
+    refills = math.ceil(WINDOWS / RATE_LIMIT) - 1  # times the limit must run out and reset
+    least = refills * RATE_WINDOW  # seconds: the limit lets 20 through, then 20 a minute later, ...
+    case.measured = {
+        "seconds": round(elapsed),
+        "limit_minimum_seconds": least,
+        "backfill_vs_limit_minimum": round(elapsed / least, 2),
+        "requests_span_vs_limit_minimum": round((ok[-1]["time"] - searches[0]["time"]) / least, 2),
+        "search_requests": len(searches),
+        "rate_limited_requests": len(limited),
+    }
+
+    assert [run["state"] for run in runs] == ["success"] * WINDOWS, "no run failed, 429s included"
+    assert tries == [1] * (2 * WINDOWS), "a 429 never cost a try: each fetch waited the reset out"
+    assert sorted(r["params"]["start_time"] for r in ok) == sorted(iso(start) for start, _ in windows)
+    assert limited, f"{WINDOWS} requests at {RATE_LIMIT} per {RATE_WINDOW} s must run into the limit"
+    assert len(limited) <= refills * POOL_SLOTS, "one 429 per waiting fetch each time the limit runs out"
+    assert elapsed < 1.5 * least + 120, case.measured
+    case.check_delivered(limited_x_api, topic, windows)
+
+
+def test_no_task_log_file_holds_the_token_at_debug_level(case, postgres_stack, limited_x_api):
+    """Expected: at DEBUG, the task log files of real runs (a failed request and its retry included) hold
+    the requests and the connection lookups, but never the bearer token."""
+    limited_x_api.add_fault(status=503, times=1)
+    windows = [past_window(minutes_ago) for minutes_ago in (50, 49)]
+    topic = f"test-debug-secrets-{uuid.uuid4().hex[:12]}"
+
+    runs = postgres_stack.backfill(windows, conf={"topic": topic}, timeout=300)
+    case.runs = len(runs)
+
+    assert [run["state"] for run in runs] == ["success"] * 2
+    log_dir = postgres_stack.home / "logs" / f"dag_id={DAG_ID}"
+    files = [path for run in runs for path in (log_dir / f"run_id={run['dag_run_id']}").rglob("*.log")]
+    logged = "\n".join(path.read_text() for path in files)
+    assert "Connection Retrieved 'twitter_default'" in logged, "the files are at DEBUG level"
+    assert "Starting new HTTP connection" in logged, "urllib3's DEBUG lines about the requests are in them"
+    assert "Attempt 1 of 4 failed" in logged and "Delivered " in logged, "the files are the real task logs"
+    assert TOKEN not in logged
+    case.check_delivered(limited_x_api, topic, windows)
