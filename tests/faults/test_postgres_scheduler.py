@@ -25,8 +25,8 @@ POOL_SLOTS = 4
 
 WINDOWS = 120
 # Requests per RATE_WINDOW seconds, per credential, as X counts them. Low enough that the limit, not Airflow,
-# sets the pace: at 40 per 60 s the 120 requests could all be made in 120 s, less than the ~200 s this stack
-# takes for 120 runs whatever the limit (produce_tweets runs one at a time, see the DAG).
+# sets the pace: at 40 per 60 s the 120 requests could all be made in 120 s, less than the ~200 s that 120
+# runs take on this stack on 2 cores (produce_tweets runs one at a time, see the DAG).
 RATE_LIMIT = 20
 RATE_WINDOW = 60
 
@@ -114,7 +114,8 @@ def test_a_backfill_of_120_windows_waits_out_the_rate_limit_and_loses_nothing(
 
 def test_no_task_log_file_holds_the_token_at_debug_level(case, postgres_stack, limited_x_api):
     """Expected: at DEBUG, the task log files of real runs (a failed request and its retry included) hold
-    the requests and the connection lookups, but never the bearer token."""
+    the requests and the connection lookups, but never the bearer token; nor does any log of the scheduler,
+    the dag-processor or the api-server, which serves the connection to the tasks."""
     limited_x_api.add_fault(status=503, times=1)
     windows = [past_window(minutes_ago) for minutes_ago in (50, 49)]
     topic = f"test-debug-secrets-{uuid.uuid4().hex[:12]}"
@@ -130,4 +131,6 @@ def test_no_task_log_file_holds_the_token_at_debug_level(case, postgres_stack, l
     assert "Starting new HTTP connection" in logged, "urllib3's DEBUG lines about the requests are in them"
     assert "Attempt 1 of 4 failed" in logged and "Delivered " in logged, "the files are the real task logs"
     assert TOKEN not in logged
+    every_log = (postgres_stack.home / "logs").rglob("*.log")
+    assert [path.name for path in every_log if TOKEN in path.read_text(errors="replace")] == []
     case.check_delivered(limited_x_api, topic, windows)
