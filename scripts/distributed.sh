@@ -104,9 +104,11 @@ start_redis() {
   mkdir -p "$state/redis"
   nohup redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$state/redis" --save "" --appendonly no \
     --daemonize no --logfile "$state/redis.log" >/dev/null 2>&1 &
-  echo $! > "$redis_pidfile"
+  local pid=$!
+  echo "$pid" > "$redis_pidfile"
   for _ in $(seq 1 60); do
-    if ! redis_running; then
+    # Not redis_running: until nohup has exec'd redis-server, the pid's command line is this script's.
+    if ! kill -0 "$pid" 2>/dev/null; then
       echo "Redis exited during start-up; last lines of $state/redis.log:" >&2
       tail -n 20 "$state/redis.log" >&2 || true
       return 1
