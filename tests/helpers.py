@@ -27,6 +27,11 @@ def set_connection(monkeypatch, conn_id: str, **fields) -> None:
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))
 
 
+def x_api_time(moment: datetime) -> str:
+    """A UTC time as the X API writes its start_time and end_time, e.g. 2026-11-24T10:00:00Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def past_window(minutes_ago: int) -> tuple[datetime, datetime]:
     """The one-minute window that started `minutes_ago` minutes before the current minute."""
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=minutes_ago)

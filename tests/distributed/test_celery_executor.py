@@ -25,12 +25,11 @@ from tests.distributed.cluster import (
     start_x_api_simulator,
     wait_until,
 )
-from tests.helpers import KAFKA_CONFIG, past_window, read_topic
+from tests.helpers import KAFKA_CONFIG, past_window, read_topic, x_api_time
 
 WINDOWS = 6
 TWEETS_PER_MINUTE = 12
 DAG_ID = "tweets_to_kafka"
-X_API_TIME = "%Y-%m-%dT%H:%M:%SZ"
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +139,7 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
     expected = {}
     for start, end in windows:
         tweets = get_json(
-            f"{simulator_url}/_sim/tweets?start_time={start.strftime(X_API_TIME)}&end_time={end.strftime(X_API_TIME)}"
+            f"{simulator_url}/_sim/tweets?start_time={x_api_time(start)}&end_time={x_api_time(end)}"
         )
         assert tweets, f"the simulator posts tweets in every minute, none in {start}"
         expected.update({tweet["id"].encode(): to_record(tweet, tweet["author"]) for tweet in tweets})
@@ -149,7 +148,7 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
     assert len(records) == len(expected), "each tweet is written once"
 
     requested = {r["params"]["start_time"] for r in get_json(f"{simulator_url}/_sim/requests")}
-    assert requested == {start.strftime(X_API_TIME) for start, _ in windows}
+    assert requested == {x_api_time(start) for start, _ in windows}
 
     by_worker = {name: workloads_run_by(processes.log_dir / f"{name}.log") for name in WORKER_LOG_PORTS}
     assert all(by_worker.values()), f"every worker ran tasks: {by_worker}"

@@ -8,13 +8,13 @@ import math
 import os
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from tests.distributed.cluster import postgres_and_redis
 from tests.faults.reliability import SEARCH_PATH
-from tests.helpers import KAFKA_CONFIG, ROOT, past_window
+from tests.helpers import KAFKA_CONFIG, ROOT, past_window, x_api_time
 from tests.system.harness import DAG_ID, AirflowStack
 
 POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
@@ -29,10 +29,6 @@ WINDOWS = 120
 # runs take on this stack on 2 cores (produce_tweets runs one at a time, see the DAG).
 RATE_LIMIT = 20
 RATE_WINDOW = 60
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +102,7 @@ def test_a_backfill_of_120_windows_waits_out_the_rate_limit_and_loses_nothing(
 
     assert [run["state"] for run in runs] == ["success"] * WINDOWS, "no run failed, 429s included"
     assert tries == [1] * (2 * WINDOWS), "a 429 never cost a try: each fetch waited the reset out"
-    assert sorted(r["params"]["start_time"] for r in ok) == sorted(iso(start) for start, _ in windows)
+    assert sorted(r["params"]["start_time"] for r in ok) == sorted(x_api_time(start) for start, _ in windows)
     assert limited, f"{WINDOWS} requests at {RATE_LIMIT} per {RATE_WINDOW} s must run into the limit"
     assert len(limited) <= refills * POOL_SLOTS, "one 429 per waiting fetch each time the limit runs out"
     assert elapsed < 1.5 * least + 120, case.measured

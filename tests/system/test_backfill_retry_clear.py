@@ -7,12 +7,8 @@ import uuid
 from datetime import datetime
 
 from include.records import to_record
-from tests.helpers import past_window, read_topic
+from tests.helpers import past_window, read_topic, x_api_time
 from tests.system.harness import DAG_ID
-
-
-def iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def runs_of(runs: list[dict], topic: str) -> list[dict]:
@@ -63,7 +59,9 @@ def test_a_backfill_delivers_every_window_and_airflow_retries_the_one_that_fails
     first_try_log = airflow_stack.task_log(flaky_run, "fetch_tweets", 1)
     assert "Attempt 3 of 4 failed, retrying" in first_try_log
     assert "X API returned HTTP 503 for connection 'twitter_default'" in first_try_log
-    flaky_statuses = [r["status"] for r in x_api.requests if r["params"]["start_time"] == iso(flaky_start)]
+    flaky_statuses = [
+        r["status"] for r in x_api.requests if r["params"]["start_time"] == x_api_time(flaky_start)
+    ]
     assert [status for status in flaky_statuses if status != 429] == [503] * 5 + [200]
 
     # The rate limit was hit, and no run failed or needed a retry because of it.
@@ -96,7 +94,14 @@ def test_clearing_a_failed_run_reruns_it_and_delivers(airflow_stack, x_api):
     assert read_topic(topic) == []
 
     airflow_stack.cli(
-        "tasks", "clear", DAG_ID, "--start-date", iso(window[0]), "--end-date", iso(window[0]), "--yes"
+        "tasks",
+        "clear",
+        DAG_ID,
+        "--start-date",
+        x_api_time(window[0]),
+        "--end-date",
+        x_api_time(window[0]),
+        "--yes",
     )
     [run] = runs_of(
         airflow_stack.wait_for_runs(

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from include.x_api_simulator import XApiSimulator
+from tests.helpers import x_api_time
 
 SEARCH = "/2/tweets/search/recent"
 BEARER = {"Authorization": "Bearer sim-token"}
@@ -29,11 +30,6 @@ ALL_FIELDS = {
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def iso(moment: datetime) -> str:
-    """Format a time like the API's start_time/end_time parameters."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def search(sim: XApiSimulator, params: dict, headers: dict = BEARER, timeout: float = 5) -> requests.Response:
     """GET the recent-search endpoint (with a default query)."""
     return requests.get(
@@ -43,7 +39,13 @@ def search(sim: XApiSimulator, params: dict, headers: dict = BEARER, timeout: fl
 
 def window(start: datetime, end: datetime, **extra: str) -> dict:
     """Search parameters for [start, end) with every field and 100 results a page."""
-    return {"start_time": iso(start), "end_time": iso(end), "max_results": "100", **ALL_FIELDS, **extra}
+    return {
+        "start_time": x_api_time(start),
+        "end_time": x_api_time(end),
+        "max_results": "100",
+        **ALL_FIELDS,
+        **extra,
+    }
 
 
 def fetch_pages(sim: XApiSimulator, params: dict) -> list[dict]:
@@ -112,29 +114,32 @@ def test_oauth_1a_user_context_header_is_accepted(sim, base):
         (lambda now: {"max_results": "101"}, "max_results"),
         (
             lambda now: {
-                "start_time": iso(now - timedelta(minutes=5)),
-                "end_time": iso(now - timedelta(seconds=2)),
+                "start_time": x_api_time(now - timedelta(minutes=5)),
+                "end_time": x_api_time(now - timedelta(seconds=2)),
             },
             "end_time",
         ),
         (
             lambda now: {
-                "start_time": iso(now - timedelta(days=8)),
-                "end_time": iso(now - timedelta(days=7, hours=23)),
+                "start_time": x_api_time(now - timedelta(days=8)),
+                "end_time": x_api_time(now - timedelta(days=7, hours=23)),
             },
             "start_time",
         ),
         (
             lambda now: {
-                "start_time": iso(now - timedelta(minutes=5)),
-                "end_time": iso(now - timedelta(minutes=6)),
+                "start_time": x_api_time(now - timedelta(minutes=5)),
+                "end_time": x_api_time(now - timedelta(minutes=6)),
             },
             "start_time",
         ),
-        (lambda now: {"start_time": "yesterday", "end_time": iso(now - timedelta(minutes=1))}, "start_time"),
+        (
+            lambda now: {"start_time": "yesterday", "end_time": x_api_time(now - timedelta(minutes=1))},
+            "start_time",
+        ),
         (lambda now: {"query": ""}, "query"),
         (
-            lambda now: {"start_time": iso(now - timedelta(minutes=5)), "next_token": "not-a-token"},
+            lambda now: {"start_time": x_api_time(now - timedelta(minutes=5)), "next_token": "not-a-token"},
             "next_token",
         ),
     ],
@@ -169,9 +174,11 @@ def test_missing_query_is_400(sim):
 
 
 def test_end_time_too_recent_message_matches_the_real_api(sim):
-    end = iso(datetime.now(UTC) - timedelta(seconds=1))
+    end = x_api_time(datetime.now(UTC) - timedelta(seconds=1))
 
-    response = search(sim, {"start_time": iso(datetime.now(UTC) - timedelta(minutes=2)), "end_time": end})
+    response = search(
+        sim, {"start_time": x_api_time(datetime.now(UTC) - timedelta(minutes=2)), "end_time": end}
+    )
 
     assert response.json()["errors"] == [
         {
@@ -230,10 +237,10 @@ def test_window_includes_its_first_second_and_excludes_the_next_minute(sim, base
 
     tweets = fetch_pages(sim, window(base, end))[0]["data"]
 
-    assert tweets[-1]["created_at"] == iso(base)[:-1] + ".000Z"
-    assert all(tweet["created_at"] < iso(end)[:-1] + ".000Z" for tweet in tweets)
+    assert tweets[-1]["created_at"] == x_api_time(base)[:-1] + ".000Z"
+    assert all(tweet["created_at"] < x_api_time(end)[:-1] + ".000Z" for tweet in tweets)
     next_minute = sim.tweets_between(end, end + timedelta(minutes=1))
-    assert next_minute[-1]["created_at"] == iso(end)[:-1] + ".000Z"
+    assert next_minute[-1]["created_at"] == x_api_time(end)[:-1] + ".000Z"
     assert next_minute[-1]["id"] not in {tweet["id"] for tweet in tweets}
 
 
@@ -245,7 +252,7 @@ def test_a_window_inside_a_minute_gets_only_its_tweets(sim, base):
     expected = [
         tweet
         for tweet in sim.tweets_between(base, base + timedelta(minutes=1))
-        if iso(start)[:-1] <= tweet["created_at"] < iso(end)[:-1]
+        if x_api_time(start)[:-1] <= tweet["created_at"] < x_api_time(end)[:-1]
     ]
     assert [tweet["id"] for tweet in tweets] == [tweet["id"] for tweet in expected]
 
@@ -277,7 +284,7 @@ def test_includes_users_are_exactly_the_authors_of_the_page(sim, base):
 
 
 def test_fields_not_requested_are_omitted(sim, base):
-    params = {"start_time": iso(base), "end_time": iso(base + timedelta(minutes=1))}
+    params = {"start_time": x_api_time(base), "end_time": x_api_time(base + timedelta(minutes=1))}
 
     bare = search(sim, params).json()
     users = search(sim, {**params, "expansions": "author_id"}).json()
@@ -419,7 +426,7 @@ def test_fault_on_page_2_only(sim, base):
 
 def test_fault_matching_start_time_forever_until_cleared(sim, base):
     other = base - timedelta(minutes=1)
-    sim.add_fault(status=502, start_time=iso(base), times=-1)
+    sim.add_fault(status=502, start_time=x_api_time(base), times=-1)
 
     statuses = [
         search(sim, window(start, start + timedelta(minutes=1))).status_code for start in (base, other, base)
@@ -449,9 +456,13 @@ def test_http_control_endpoints(sim, base):
     params = window(base, end)
 
     assert requests.get(sim.url + "/_sim/health", timeout=5).json() == {"status": "ok"}
-    assert requests.post(sim.url + "/_sim/rate", json={"window_start": iso(base), "count": 0}, timeout=5).ok
+    assert requests.post(
+        sim.url + "/_sim/rate", json={"window_start": x_api_time(base), "count": 0}, timeout=5
+    ).ok
     assert search(sim, params).json() == {"meta": {"result_count": 0}}
-    assert requests.post(sim.url + "/_sim/rate", json={"window_start": iso(base), "count": 12}, timeout=5).ok
+    assert requests.post(
+        sim.url + "/_sim/rate", json={"window_start": x_api_time(base), "count": 12}, timeout=5
+    ).ok
     assert requests.post(sim.url + "/_sim/faults", json={"status": 503, "page": 1}, timeout=5).ok
     assert search(sim, params).status_code == 503
     assert requests.post(sim.url + "/_sim/faults", json={"status": 500, "times": -1}, timeout=5).ok
@@ -465,7 +476,9 @@ def test_http_control_endpoints(sim, base):
     assert sim.requests == []
 
     truth = requests.get(
-        sim.url + "/_sim/tweets", params={"start_time": iso(base), "end_time": iso(end)}, timeout=5
+        sim.url + "/_sim/tweets",
+        params={"start_time": x_api_time(base), "end_time": x_api_time(end)},
+        timeout=5,
     )
     assert truth.json() == sim.tweets_between(base, end)
     assert len(truth.json()) == 12
@@ -517,7 +530,11 @@ def test_command_line_prints_its_url_and_stops_on_sigterm(base):
         assert line.startswith("X API simulator listening on http://127.0.0.1:")
         url = line.split()[-1]
         headers = {"Authorization": "Bearer env-token"}
-        params = {"query": "apple", "start_time": iso(base), "end_time": iso(base + timedelta(minutes=1))}
+        params = {
+            "query": "apple",
+            "start_time": x_api_time(base),
+            "end_time": x_api_time(base + timedelta(minutes=1)),
+        }
         response = requests.get(url + SEARCH, params=params, headers=headers, timeout=5)
         expected = XApiSimulator(seed=3, rate_per_minute=11).tweets_between(base, base + timedelta(minutes=1))
         assert [tweet["id"] for tweet in response.json()["data"]] == [tweet["id"] for tweet in expected[:10]]
