@@ -4,17 +4,18 @@ Used by the integration tests and the offline demo::
 
     python -m include.x_api_simulator --port 8099 [--host 127.0.0.1] [--bearer-token sim-token]
         [--rate-per-minute 40] [--seed 1] [--rate-limit 450] [--rate-limit-window 900]
+        [--searchable-after 30] [--search-horizon 604800]
 
 Every flag can also be set by an environment variable (``X_SIM_PORT``, ``X_SIM_BEARER_TOKEN``,
 ``X_SIM_RATE_PER_MINUTE``, ...); flags win.
 
 Tweets are generated per UTC minute, deterministically from (seed, minute), whatever the time or the
-order of the requests. Simulator limits, unlike the real API:
+order of the requests. As on the real API, a tweet is searchable only ``searchable_after`` seconds after
+it is created (30 by default). Simulator limits, unlike the real API:
 
 - the query is not evaluated: every generated tweet matches any query;
 - a search window (``start_time`` or ``since_id`` to ``end_time``) may span at most 24 hours, so a
   request without ``start_time`` and ``since_id`` (the real default is the last 7 days) gets a 400;
-- tweets are searchable as soon as they are created;
 - only the tweet fields id, text, edit_history_tweet_ids, author_id, created_at, lang, public_metrics
   and the user fields id, name, username, location, public_metrics exist; other fields are ignored.
 
@@ -326,6 +327,8 @@ class XApiSimulator:
         rate_limit_window: int = 900,
         oauth_consumer_key: str = "sim-consumer-key",
         oauth_access_token: str = "sim-access-token",
+        searchable_after: float = 30.0,
+        search_horizon: float = 7 * 24 * 3600,
     ):
         self.host = host
         self.port = port
@@ -336,6 +339,8 @@ class XApiSimulator:
         self.rate_limit_window = rate_limit_window
         self.oauth_consumer_key = oauth_consumer_key
         self.oauth_access_token = oauth_access_token
+        self.searchable_after = searchable_after
+        self.search_horizon = search_horizon
         self._lock = threading.Lock()
         self._rates: dict[int, int] = {}
         self._faults: list[_Fault] = []
@@ -439,8 +444,13 @@ class XApiSimulator:
 
     # Tweet store
 
-    def _window(self, start_us: int, end_us: int, since_id: int | None = None) -> list[tuple[dict, dict]]:
-        """Return (tweet, author) with start_us <= created_at < end_us (epoch µs), newest first."""
+    def _window(
+        self, start_us: int, end_us: int, since_id: int | None = None, created_before_us: int | None = None
+    ) -> list[tuple[dict, dict]]:
+        """Return (tweet, author) with start_us <= created_at < end_us (epoch µs), newest first; with
+        ``created_before_us``, only the tweets created before it."""
+        if created_before_us is not None:
+            end_us = min(end_us, created_before_us)
         found = []
         for minute in range((end_us - 1) // MINUTE_US, start_us // MINUTE_US - 1, -1):
             count = self._rates.get(minute, self.rate_per_minute)
@@ -582,7 +592,7 @@ class XApiSimulator:
                 "'end_time' must be a minimum of 10 seconds prior to the request time."
             )
             errors.append(_param_error("end_time", [end_value], message))
-        oldest = now - timedelta(days=7)
+        oldest = now - timedelta(seconds=self.search_horizon)
         if start and start < oldest:
             message = (
                 f"Invalid 'start_time':'{start_value}'. "
@@ -616,7 +626,8 @@ class XApiSimulator:
 
     def _page(self, cursor: _Cursor, max_results: int, params: dict[str, str]) -> dict:
         """Build one page of search results with the requested fields and expansions."""
-        found = self._window(cursor.start_us, cursor.end_us, cursor.since_id)
+        indexed_before = _to_us(datetime.now(UTC) - timedelta(seconds=self.searchable_after))
+        found = self._window(cursor.start_us, cursor.end_us, cursor.since_id, indexed_before)
         page = found[cursor.offset : cursor.offset + max_results]
         if not page:
             return {"meta": {"result_count": 0}}
@@ -689,6 +700,8 @@ _OPTIONS = (
     ("rate-limit-window", "900", int, "rate-limit window in seconds"),
     ("oauth-consumer-key", "sim-consumer-key", str, "accepted OAuth 1.0a consumer key"),
     ("oauth-access-token", "sim-access-token", str, "accepted OAuth 1.0a access token"),
+    ("searchable-after", "30", float, "seconds from a tweet's creation until search finds it"),
+    ("search-horizon", "604800", float, "how far back, in seconds, start_time may reach (7 days)"),
 )
 
 

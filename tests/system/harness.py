@@ -380,7 +380,7 @@ def x_api(x_api_server):
     from include.x_api_simulator import XApiSimulator
 
     defaults = XApiSimulator()
-    for name in ("rate_per_minute", "rate_limit", "rate_limit_window"):
+    for name in ("rate_per_minute", "rate_limit", "rate_limit_window", "searchable_after", "search_horizon"):
         setattr(x_api_server, name, getattr(defaults, name))
     x_api_server.clear_faults()
     x_api_server.clear_requests()

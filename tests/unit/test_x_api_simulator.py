@@ -189,6 +189,30 @@ def test_end_time_too_recent_message_matches_the_real_api(sim):
     ]
 
 
+def test_tweets_become_searchable_only_searchable_after_seconds_after_creation(sim):
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=11)
+    start = end - timedelta(minutes=2)
+    sim.rate_per_minute = 600  # ten tweets a second: some are younger than searchable_after
+    indexed_before = datetime.now(UTC) - timedelta(seconds=sim.searchable_after)
+
+    found = [tweet for page in fetch_pages(sim, window(start, end)) for tweet in page.get("data", [])]
+
+    created = [datetime.fromisoformat(tweet["created_at"]) for tweet in found]
+    truth = sim.tweets_between(start, end)
+    assert found and max(created) < indexed_before + timedelta(seconds=1)
+    assert len(found) < len(truth)  # the tweets of the last ~19 s exist but are not indexed yet
+    assert {tweet["id"] for tweet in found} < {tweet["id"] for tweet in truth}
+
+
+def test_start_time_must_lie_within_the_search_horizon(sim, base):
+    sim.search_horizon = 1800
+
+    answer = search(sim, window(base, base + timedelta(minutes=1)))
+
+    assert answer.status_code == 400
+    assert "'start_time' must be on or after" in answer.json()["errors"][0]["message"]
+
+
 def test_window_over_24_hours_is_a_documented_simulator_limit(sim, base):
     too_long = search(sim, window(base - timedelta(hours=24, minutes=1), base))
     no_start_time = search(sim, {})
