@@ -25,6 +25,25 @@ FIGURES = (
     Figure("parse_in_dag_processor_vs_empty_dag", "parse in a dag-processor: DAG file / empty DAG"),
     Figure("run_vs_empty_dag_run", "airflow dags test: 1,000 tweets / empty 2-task DAG"),
     Figure(
+        "freshness_median_s",
+        "scheduled run: window searchable to last record appended, median seconds",
+        "<= 6.5 (1.5 s floor + 5)",
+        lambda v: v <= 6.5,
+    ),
+    Figure("freshness_p95_s", "scheduled run: window searchable to last record appended, p95 seconds"),
+    Figure(
+        "slot_seconds_vs_empty_dag",
+        "worker-slot seconds per scheduled run / empty 2-task DAG",
+        "<= 1.5",
+        lambda v: v <= 1.5,
+    ),
+    Figure(
+        "catchup_vs_rate_limit",
+        "catch-up of 30 missed windows / the rate limit's own time",
+        "<= 1.3",
+        lambda v: v <= 1.3,
+    ),
+    Figure(
         "fetch_memory_growth_vs_records",
         "fetch_tweets memory growth / records growth",
         "<= 1",

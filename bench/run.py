@@ -1,10 +1,12 @@
 """`make bench`: every benchmark against a fresh broker and the simulator; prints the table, writes
 bench/results.json and bench/results.png.
 
-    python -m bench.run [--quick]
+    python -m bench.run [--quick] [--only SECTION ...]
 
 --quick runs fewer records and repetitions and writes to .artifacts/bench/ instead (a smoke run).
-Ports: BENCH_KAFKA_PORT (19492, its controller the next port) and BENCH_X_SIM_PORT (18499).
+--only runs the named sections and updates their figures in the existing results.
+Ports: BENCH_KAFKA_PORT (19492, its controller the next port), BENCH_X_SIM_PORT (18499), and 19580-19581
+for the schedule section's Airflow.
 """
 
 from __future__ import annotations
@@ -24,23 +26,39 @@ from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
-FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3}
-QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1}
+FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12}
+QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1, "schedule": 3}
+SECTIONS = ("requests", "fetch", "produce", "parse", "memory", "dag_run", "schedule")
+# The figures results.json leads with, from each section's results.
+HEADLINES = {
+    "produce": ("produce_vs_raw", "produce_vs_seed", "produce_vs_operator_defaults"),
+    "requests": ("requests_vs_minimum",),
+    "fetch": ("fetch_vs_plain_requests",),
+    "parse": ("parse_vs_empty_dag", "parse_in_dag_processor_vs_empty_dag"),
+    "dag_run": ("run_vs_empty_dag_run",),
+    "schedule": (
+        "freshness_median_s",
+        "freshness_p95_s",
+        "slot_seconds_vs_empty_dag",
+        "catchup_vs_rate_limit",
+    ),
+}
 
 
-def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
-    """Start the services, run each benchmark, stop the services; return every figure."""
-    from bench import dag_run, fetch, memory, parse, produce
+def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
+    """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
+    from bench import dag_run, fetch, memory, parse, produce, schedule
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
 
-    def section(name: str, benchmark, *arguments) -> dict[str, Any]:
+    def section(name: str, benchmark, *arguments) -> None:
+        if name not in only:
+            return
         print(f"{name}:", flush=True)
         began = time.monotonic()
         results[name] = benchmark(*arguments)
         sections[name] = round(time.monotonic() - began, 1)
-        return results[name]
 
     with kafka_broker(), x_api_simulator() as simulator, airflow_home() as home:
         os.environ.update(subprocess_env(home))  # for the in-process hook and operator
@@ -59,21 +77,13 @@ def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
         section("parse", parse.run, env, settings["parse"], log_dir / "parse.log")
         section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
-    growth = results["memory"]["growth_vs_records"]
-    return {
-        "produce_vs_raw": results["produce"]["produce_vs_raw"],
-        "produce_vs_seed": results["produce"]["produce_vs_seed"],
-        "produce_vs_operator_defaults": results["produce"]["produce_vs_operator_defaults"],
-        "requests_vs_minimum": results["requests"]["requests_vs_minimum"],
-        "fetch_vs_plain_requests": results["fetch"]["fetch_vs_plain_requests"],
-        "parse_vs_empty_dag": results["parse"]["parse_vs_empty_dag"],
-        "parse_in_dag_processor_vs_empty_dag": results["parse"]["parse_in_dag_processor_vs_empty_dag"],
-        "run_vs_empty_dag_run": results["dag_run"]["run_vs_empty_dag_run"],
-        "fetch_memory_growth_vs_records": growth["fetch_tweets"],
-        "produce_memory_growth_vs_records": growth["produce_tweets"],
-        **results,
-        "section_seconds": sections,
-    }
+        section("schedule", schedule.run, settings["schedule"], log_dir)
+    headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
+    if "memory" in results:
+        growth = results["memory"]["growth_vs_records"]
+        headlines["fetch_memory_growth_vs_records"] = growth["fetch_tweets"]
+        headlines["produce_memory_growth_vs_records"] = growth["produce_tweets"]
+    return {**headlines, **results, "section_seconds": sections}
 
 
 def machine() -> dict[str, Any]:
@@ -122,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer records and repetitions")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=SECTIONS, help="sections to run")
     args = parser.parse_args(argv)
     output_dir = ARTIFACTS if args.quick else ROOT / "bench"
     log_dir = ARTIFACTS / "logs"
@@ -130,8 +141,13 @@ def main(argv: list[str] | None = None) -> None:
         log.unlink()
     started = datetime.now(UTC)
     info = machine()
-    results = run_all(QUICK if args.quick else FULL, log_dir)
+    results = run_all(QUICK if args.quick else FULL, log_dir, set(args.only))
     finished = datetime.now(UTC)
+    previous = output_dir / "results.json"
+    if set(args.only) != set(SECTIONS) and previous.exists():  # update those sections' figures only
+        earlier = json.loads(previous.read_text())
+        sections = {**earlier["section_seconds"], **results.pop("section_seconds")}
+        results = {**earlier, **results, "section_seconds": sections}
     results = {
         **results,
         "started_at": started.isoformat(timespec="seconds"),

@@ -4,6 +4,12 @@
 Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
 `query` from the X API v2 recent search, and write them to the Kafka topic `topic`, keyed by tweet id.
 
+Each minute gets one scheduled run, named by its window (`scheduled__2026-11-25T16:06--16:07Z` covers
+[16:06, 16:07) UTC), which starts once the minute is searchable (30 s after its end). Minutes missed while
+Airflow was down or the DAG paused run later, oldest first; minutes beyond the search's 7-day reach are
+reported by the first run after them. Settings (`[tweets_to_kafka]` in airflow.cfg, or
+`AIRFLOW__TWEETS_TO_KAFKA__<KEY>`): `look_back_minutes` (0), `settle_seconds` (30).
+
 - **fetch_tweets** reads every page of the window through `TwitterHook` (connection `twitter_default`).
 - **produce_tweets** writes one record per tweet with the Kafka provider's `ProduceToTopicOperator`
   (connection `kafka_default`) and fails if the broker does not acknowledge every record.
@@ -15,24 +21,25 @@ A run either delivers every tweet of its window or fails, and a retry or rerun w
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
-from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
+from airflow.sdk import Param, dag, task
 
 from include.kafka_delivery import TOPIC_ALIAS, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
+from twitter_provider.timetables import SearchableMinuteTimetable
 
 log = logging.getLogger(__name__)
 X_API_POOL = "x_api"  # bounds concurrent X API searches, e.g. in a backfill; make run creates it
+schedule = SearchableMinuteTimetable.from_settings("tweets_to_kafka")
 
 
 @dag(
     dag_id="tweets_to_kafka",
-    schedule=CronDataIntervalTimetable("* * * * *", timezone="UTC"),
+    schedule=schedule,
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,
+    catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
     max_active_runs=4,
     dagrun_timeout=timedelta(minutes=30),
     default_args={
@@ -70,16 +77,18 @@ def tweets_to_kafka():
     @task(pool=X_API_POOL, execution_timeout=timedelta(minutes=20), show_return_value_in_logs=False)
     def fetch_tweets(**context) -> list[dict]:
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
+        from include import windows
         from include.records import to_record
-        from include.windows import run_window, seconds_until_searchable
         from twitter_provider.hooks import TwitterHook
 
-        start, end = run_window(context)
-        wait = seconds_until_searchable(end, datetime.now(UTC))
-        if wait:
-            log.info("Waiting %.0f s until the window's last tweets are searchable", wait)
-            time.sleep(wait)
+        start, end = windows.run_window(context, schedule)
+        windows.skip_if_unreachable(start, end, schedule)
+        unreachable = windows.unreachable_before(context, start)
+        windows.wait_until_searchable(end, schedule)
         tweets = TwitterHook().search_window(context["params"]["query"], start, end)
+        log.info(
+            "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
+        )
         return [to_record(tweet, tweet["author"]) for tweet in tweets]
 
     ProduceToTopicOperator(

@@ -1,24 +1,69 @@
-"""The one-minute search window of a DAG run, and when its tweets become searchable."""
+"""Which window a run searches, and what stands between a run and its search: the search horizon, the
+windows the schedule had to leave out before it, and the time its tweets take to become searchable."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import logging
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-WINDOW = timedelta(minutes=1)
-SEARCHABLE_AFTER = timedelta(seconds=30)  # tweets reach the X API's search index ~30 s after posting
+from airflow.sdk.exceptions import AirflowSkipException
+
+from twitter_provider.timetables import SearchableMinuteTimetable
+
+log = logging.getLogger(__name__)
 
 
-def run_window(context: dict[str, Any]) -> tuple[datetime, datetime]:
-    """Return `[start, end)` of a run: its data interval, or for a run without a logical date
-    (a manual trigger) the last complete minute before its `run_after`."""
+def run_window(context: dict[str, Any], timetable: SearchableMinuteTimetable) -> tuple[datetime, datetime]:
+    """Return `[start, end)` of a run: its data interval, or for a run without a logical date (a manual
+    trigger) the last complete minute before its `run_after`."""
     start, end = context.get("data_interval_start"), context.get("data_interval_end")
     if start is not None and end is not None:
         return start, end
-    end = context["dag_run"].run_after.replace(second=0, microsecond=0)
-    return end - WINDOW, end
+    return tuple(timetable.infer_manual_data_interval(run_after=context["dag_run"].run_after))
 
 
-def seconds_until_searchable(end: datetime, now: datetime) -> float:
-    """Seconds to wait before searching a window that ended at `end` (0 once it is searchable)."""
-    return max(0.0, (end + SEARCHABLE_AFTER - now).total_seconds())
+def skip_if_unreachable(start: datetime, end: datetime, timetable: SearchableMinuteTimetable) -> None:
+    """Skip the run, with a warning and without a request, when its window is beyond the search's reach."""
+    if start < timetable.earliest_reachable(datetime.now(UTC)):
+        log.warning(
+            "Window [%s, %s) is older than the X API's search horizon (%s minutes, less one of margin): its "
+            "tweets can no longer be fetched, so no request is made",
+            _iso(start),
+            _iso(end),
+            f"{timetable.horizon / timedelta(minutes=1):g}",
+        )
+        raise AirflowSkipException(f"window [{_iso(start)}, {_iso(end)}) is beyond the search horizon")
+
+
+def unreachable_before(context: dict[str, Any], start: datetime) -> int:
+    """Warn about the windows between the previous scheduled run and this one, which the schedule left out
+    because they were beyond the search horizon when it resumed; return how many minutes they span."""
+    if context["dag_run"].run_type != "scheduled":
+        return 0
+    previous = context["ti"].get_previous_dagrun()
+    if previous is None or previous.data_interval_end is None or previous.data_interval_end >= start:
+        return 0
+    minutes = int((start - previous.data_interval_end).total_seconds() // 60)
+    log.warning(
+        "Windows [%s, %s) (%d minutes) got no run: they were beyond the X API's search horizon when the "
+        "schedule resumed, and their tweets can no longer be fetched",
+        _iso(previous.data_interval_end),
+        _iso(start),
+        minutes,
+    )
+    return minutes
+
+
+def wait_until_searchable(end: datetime, timetable: SearchableMinuteTimetable) -> None:
+    """Sleep until every tweet of a window ending at `end` is searchable (a scheduled run starts then
+    already; a manual run of the current minute does not)."""
+    wait = (timetable.searchable_at(end) - datetime.now(UTC)).total_seconds()
+    if wait > 0:
+        log.info("Waiting %.0f s until the window's last tweets are searchable", wait)
+        time.sleep(wait)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import pendulum
 import pytest
 
 from tests.helpers import ROOT
@@ -29,19 +28,21 @@ def test_dags_import_without_errors(dagbag):
     assert list(dagbag.dags) == ["tweets_to_kafka"]
 
 
-def test_runs_cover_one_utc_minute_each(dag):
-    """As the scheduler sees the DAG (serialised), a run is one minute, not a zero-length cron instant."""
+def test_the_scheduler_gets_the_searchable_minute_schedule_with_its_settings(dag):
+    """As the scheduler sees the DAG (serialised): the plugin's registered timetable, one minute a run,
+    every missed minute run; catchup=False only keeps the first run from reaching back to start_date."""
     from airflow.serialization.serialized_objects import DagSerialization
-    from airflow.timetables.base import DataInterval, TimeRestriction
+
+    from twitter_provider.timetables import SearchableMinuteTimetable
 
     timetable = DagSerialization.from_dict(DagSerialization.to_dict(dag)).timetable
-    start = pendulum.datetime(2026, 11, 24, 10, 0, tz="UTC")
-    info = timetable.next_dagrun_info(
-        last_automated_data_interval=DataInterval(start - timedelta(minutes=1), start),
-        restriction=TimeRestriction(None, None, catchup=True),
+    assert isinstance(timetable, SearchableMinuteTimetable)
+    assert (timetable.settle, timetable.look_back, timetable.horizon) == (
+        timedelta(seconds=30),
+        0,
+        timedelta(days=7),
     )
-    assert (info.data_interval.start, info.data_interval.end) == (start, start + timedelta(minutes=1))
-    assert timetable.infer_manual_data_interval(run_after=start + timedelta(seconds=42)).end == start
+    assert timetable.summary == "every minute, 30 s after it ends"
     assert dag.catchup is False and 1 <= dag.max_active_runs <= 16
 
 

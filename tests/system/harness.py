@@ -71,6 +71,8 @@ class AirflowStack:
     :param database: SQLAlchemy URL of an empty PostgreSQL database; None for a SQLite file in `home`
         (SQLite has one writer at a time, so Airflow refuses to create large backfills on it)
     :param logging_level: the level of every component's and task's log
+    :param settings: more environment variables of every component, e.g. Airflow settings
+        (`AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES`); a change takes effect at the next start()
     """
 
     home: Path
@@ -81,6 +83,7 @@ class AirflowStack:
     parallelism: int = 4
     database: str | None = None
     logging_level: str = "INFO"
+    settings: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False)
 
@@ -120,24 +123,27 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
+            **self.settings,
         }
 
     # Life cycle
 
-    def start(self, timeout: float = 240) -> AirflowStack:
+    def start(self, timeout: float = 240, fresh: bool = True) -> AirflowStack:
         """Create the database, start the three components, then store the connections and pools and
-        unpause the DAG; return when the DAG is parsed and the scheduler heartbeats."""
-        shutil.rmtree(self.home, ignore_errors=True)
-        (self.home / "logs").mkdir(parents=True)
-        self.cli("db", "migrate", timeout=300)
-        if self.database is None:
-            with sqlite3.connect(
-                self.home / "airflow.db"
-            ) as db:  # readers and the writer stop blocking each other
-                db.execute("PRAGMA journal_mode=WAL")
+        unpause the DAG; return when the DAG is parsed and the scheduler heartbeats. With `fresh=False`,
+        start the components again on the home and database they had (e.g. after kill())."""
+        if fresh:
+            shutil.rmtree(self.home, ignore_errors=True)
+            (self.home / "logs").mkdir(parents=True)
+            self.cli("db", "migrate", timeout=300)
+            if self.database is None:
+                with sqlite3.connect(
+                    self.home / "airflow.db"
+                ) as db:  # readers and the writer stop blocking each other
+                    db.execute("PRAGMA journal_mode=WAL")
         try:
             for component in COMPONENTS:
-                log = (self.home / "logs" / f"{component}.log").open("wb")
+                log = (self.home / "logs" / f"{component}.log").open("ab")
                 self.processes[component] = subprocess.Popen(
                     [str(BIN / "airflow"), component],
                     env=self.env,
@@ -147,12 +153,16 @@ class AirflowStack:
                     start_new_session=True,  # its own process group: stop() ends its children too
                 )
             self._wait_until_healthy(timeout)
+            if not fresh:
+                return self
             for conn_id, fields in self.connections.items():
                 self.set_connection(conn_id, **fields)
             for name, slots in self.pools.items():
                 self.api("POST", "/api/v2/pools", json={"name": name, "slots": slots})
-            self.wait_until(lambda: self._dag_is_parsed(), timeout, f"the dag-processor to parse {DAG_ID}")
-            self.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+            self.wait_until(
+                lambda: self.dag_is_parsed(DAG_ID), timeout, f"the dag-processor to parse {DAG_ID}"
+            )
+            self.pause(False)
         except BaseException:
             self.stop()
             raise
@@ -171,6 +181,19 @@ class AirflowStack:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self.processes.clear()
+
+    def kill(self) -> None:
+        """Crash the stack: SIGKILL every component's process group, the tasks it runs included."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        self.processes.clear()
+        self._token = None
+
+    def pause(self, paused: bool, dag_id: str = DAG_ID) -> None:
+        """Pause or unpause a DAG, as the UI's toggle does."""
+        self.api("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
 
     def __enter__(self) -> AirflowStack:
         return self.start()
@@ -280,9 +303,9 @@ class AirflowStack:
             if not answer[key] or len(items) >= answer["total_entries"]:
                 return items
 
-    def dag_runs(self) -> list[dict[str, Any]]:
-        """Every run of the DAG, oldest logical date first."""
-        return self.listing(f"/api/v2/dags/{DAG_ID}/dagRuns", "dag_runs", order_by="logical_date")
+    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        """Every run of a DAG, oldest logical date first."""
+        return self.listing(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs", order_by="logical_date")
 
     def task_instances(self, run_id: str = "~") -> list[dict[str, Any]]:
         """The latest try of every task instance of the DAG (of one run, or of all with "~")."""
@@ -352,9 +375,10 @@ class AirflowStack:
 
         self.wait_until(healthy, timeout, f"the api-server on {self.url} to report a healthy scheduler")
 
-    def _dag_is_parsed(self) -> bool:
+    def dag_is_parsed(self, dag_id: str) -> bool:
+        """Whether the dag-processor has stored the DAG."""
         try:
-            self.api("GET", f"/api/v2/dags/{DAG_ID}")
+            self.api("GET", f"/api/v2/dags/{dag_id}")
         except AirflowError as error:
             if "answered 404" in str(error):
                 return False

@@ -1,27 +1,82 @@
-"""The window a run searches, and how long it waits for the window's tweets to become searchable."""
+"""The window a run searches, and what a run checks before searching it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import logging
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from include.windows import run_window, seconds_until_searchable
+import pytest
+from airflow.sdk.exceptions import AirflowSkipException
+
+from include import windows
+from twitter_provider.timetables import SearchableMinuteTimetable
 
 T = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+TIMETABLE = SearchableMinuteTimetable()
+
+
+def scheduled_run(previous_end: datetime | None) -> dict:
+    """The context of the scheduled run of [T, T+1) whose previous run ended at `previous_end`."""
+    previous = None if previous_end is None else SimpleNamespace(data_interval_end=previous_end)
+    return {
+        "data_interval_start": T,
+        "data_interval_end": T + MINUTE,
+        "dag_run": SimpleNamespace(run_type="scheduled"),
+        "ti": SimpleNamespace(get_previous_dagrun=lambda: previous),
+    }
 
 
 def test_a_scheduled_run_searches_its_data_interval():
-    context = {"data_interval_start": T, "data_interval_end": T.replace(minute=1)}
-    assert run_window(context) == (T, T.replace(minute=1))
+    assert windows.run_window(scheduled_run(None), TIMETABLE) == (T, T + MINUTE)
 
 
 def test_a_run_without_logical_date_takes_the_last_complete_minute_before_run_after():
     context = {"dag_run": SimpleNamespace(run_after=T.replace(minute=5, second=42, microsecond=7))}
-    assert run_window(context) == (T.replace(minute=4), T.replace(minute=5))
+    assert windows.run_window(context, TIMETABLE) == (T.replace(minute=4), T.replace(minute=5))
 
 
-def test_a_window_is_searched_30_seconds_after_its_end():
-    end = T.replace(minute=1)
-    assert seconds_until_searchable(end, end.replace(second=10)) == 20
-    assert seconds_until_searchable(end, end.replace(second=30)) == 0
-    assert seconds_until_searchable(end, end.replace(minute=5)) == 0
+def test_a_window_beyond_the_horizon_is_skipped_with_a_warning_and_no_request(caplog):
+    old = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=7)
+    with (
+        pytest.raises(AirflowSkipException, match="beyond the search horizon"),
+        caplog.at_level(logging.WARNING),
+    ):
+        windows.skip_if_unreachable(old, old + MINUTE, TIMETABLE)
+    assert "older than the X API's search horizon (10080 minutes" in caplog.text
+
+
+def test_a_window_within_reach_is_searched():
+    recent = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=6)
+    windows.skip_if_unreachable(recent, recent + MINUTE, TIMETABLE)  # no exception
+
+
+def test_the_first_run_after_left_out_windows_names_them(caplog):
+    with caplog.at_level(logging.WARNING):
+        minutes = windows.unreachable_before(scheduled_run(previous_end=T - 90 * MINUTE), T)
+
+    assert minutes == 90
+    assert "Windows [2026-11-24T08:30:00Z, 2026-11-24T10:00:00Z) (90 minutes) got no run" in caplog.text
+
+
+@pytest.mark.parametrize("previous_end", [None, T])
+def test_no_warning_after_the_previous_window_or_for_the_first_run(caplog, previous_end):
+    assert windows.unreachable_before(scheduled_run(previous_end), T) == 0
+    assert caplog.text == ""
+
+
+def test_other_runs_do_not_look_for_left_out_windows():
+    context = {**scheduled_run(T - 90 * MINUTE), "dag_run": SimpleNamespace(run_type="backfill")}
+    assert windows.unreachable_before(context, T) == 0
+
+
+def test_a_manual_run_of_a_minute_not_searchable_yet_waits_until_it_is(monkeypatch):
+    slept = []
+    monkeypatch.setattr(windows.time, "sleep", slept.append)
+    end = datetime.now(UTC) + timedelta(seconds=10)
+
+    windows.wait_until_searchable(end, TIMETABLE)
+    windows.wait_until_searchable(end - MINUTE, TIMETABLE)  # searchable since 20 s: no wait
+
+    assert len(slept) == 1 and 39 < slept[0] <= 40

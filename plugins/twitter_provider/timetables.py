@@ -1,0 +1,134 @@
+"""SearchableMinuteTimetable: a run for every UTC minute, each once the X API can search it, none skipped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import conf, timezone
+from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction, Timetable
+from pendulum import DateTime
+
+WINDOW = timedelta(minutes=1)
+SETTLE = timedelta(seconds=30)  # tweets become searchable about 30 s after they are posted
+SEARCH_HORIZON = timedelta(days=7)  # the recent search reaches this far back
+# A window this close to the horizon is left alone: it could pass the horizon before its request lands.
+HORIZON_MARGIN = timedelta(minutes=1)
+
+
+def floor_minute(moment: DateTime) -> DateTime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def ceil_minute(moment: DateTime) -> DateTime:
+    return floor_minute(moment - timedelta(microseconds=1)) + WINDOW
+
+
+class SearchableMinuteTimetable(Timetable):
+    """
+    One run per one-minute UTC window `[start, end)`, created once the window is searchable (`end + settle`).
+
+    Unlike `CronDataIntervalTimetable` with `catchup=False`, it never skips a window: after the scheduler
+    was down or the DAG paused, each missed window gets its run, oldest first. Only windows beyond the
+    recent search's reach are left out (`horizon`, less a minute's margin): the task of the first run
+    after them reports them. A DAG's `catchup` only says where the first run starts: with False, at the
+    minute that was current `settle` before the DAG was enabled, less `look_back` minutes; with True
+    (as in a backfill), at its earliest date.
+
+    :param settle: how long after a window's end its tweets are all searchable
+    :param look_back: minutes before the current one that the first run starts with
+    :param horizon: how far back the search reaches
+    """
+
+    description = "Every minute, once the X API can search it; missed minutes run later, oldest first"
+
+    def __init__(
+        self,
+        settle: timedelta = SETTLE,
+        look_back: int = 0,
+        horizon: timedelta = SEARCH_HORIZON,
+    ):
+        if settle < timedelta(0) or look_back < 0 or horizon <= HORIZON_MARGIN + WINDOW:
+            raise ValueError(
+                f"SearchableMinuteTimetable needs settle >= 0 s, look_back >= 0 minutes and a horizon over "
+                f"2 minutes; got settle={settle}, look_back={look_back}, horizon={horizon}"
+            )
+        self.settle = settle
+        self.look_back = look_back
+        self.horizon = horizon
+
+    @classmethod
+    def from_settings(cls, section: str) -> SearchableMinuteTimetable:
+        """Built from a section of Airflow's configuration (airflow.cfg, or `AIRFLOW__<SECTION>__<KEY>`):
+        `settle_seconds` (30), `look_back_minutes` (0) and, for tests only, `search_horizon_minutes`."""
+        horizon_minutes = conf.getint(section, "search_horizon_minutes", fallback=SEARCH_HORIZON // WINDOW)
+        return cls(
+            settle=timedelta(
+                seconds=conf.getfloat(section, "settle_seconds", fallback=SETTLE.total_seconds())
+            ),
+            look_back=conf.getint(section, "look_back_minutes", fallback=0),
+            horizon=horizon_minutes * WINDOW,
+        )
+
+    @property
+    def summary(self) -> str:
+        return f"every minute, {self.settle.total_seconds():.0f} s after it ends"
+
+    def earliest_reachable(self, now: DateTime) -> DateTime:
+        """The first window start that a search made now can still reach."""
+        return ceil_minute(now - self.horizon + HORIZON_MARGIN)
+
+    def searchable_at(self, end: DateTime) -> DateTime:
+        """When the tweets of a window ending at `end` are all searchable."""
+        return end + self.settle
+
+    def next_dagrun_info(
+        self, *, last_automated_data_interval: DataInterval | None, restriction: TimeRestriction
+    ) -> DagRunInfo | None:
+        now = timezone.utcnow()
+        if last_automated_data_interval is not None:
+            start = last_automated_data_interval.end
+        elif restriction.catchup and restriction.earliest is not None:
+            start = ceil_minute(restriction.earliest)
+        else:
+            # The window whose run is not due yet: re-computed while the DAG has no run, it never passes one
+            # that came due (apache/airflow#51840).
+            start = floor_minute(now - self.settle) - self.look_back * WINDOW
+            if restriction.earliest is not None:
+                start = max(start, ceil_minute(restriction.earliest))
+        start = max(start, self.earliest_reachable(now))
+        if restriction.latest is not None and start > restriction.latest:
+            return None
+        end = start + WINDOW
+        return DagRunInfo(run_after=self.searchable_at(end), data_interval=DataInterval(start, end))
+
+    def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
+        """A manual run takes the last complete minute before it."""
+        end = floor_minute(run_after)
+        return DataInterval(end - WINDOW, end)
+
+    def generate_run_id(
+        self, *, run_type, run_after: DateTime, data_interval: DataInterval | None, **extra
+    ) -> str:
+        """Name a run by its window, e.g. `scheduled__2026-11-25T16:06--16:07Z` for [16:06, 16:07) UTC."""
+        if data_interval is None:
+            return super().generate_run_id(
+                run_type=run_type, run_after=run_after, data_interval=None, **extra
+            )
+        start, end = (moment.astimezone(timezone.utc) for moment in data_interval)
+        return f"{run_type.value}__{start:%Y-%m-%dT%H:%M}--{end:%H:%M}Z"
+
+    def serialize(self) -> dict[str, Any]:
+        return {
+            "settle": self.settle.total_seconds(),
+            "look_back": self.look_back,
+            "horizon": self.horizon.total_seconds(),
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict[str, Any]) -> SearchableMinuteTimetable:
+        return cls(
+            settle=timedelta(seconds=data["settle"]),
+            look_back=data["look_back"],
+            horizon=timedelta(seconds=data["horizon"]),
+        )
