@@ -34,8 +34,16 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The tests that mostly wait on wall-clock minutes (outages, pauses) run beside the others, on their own
+# broker and ports; their output follows the others'.
 test: lint browser
-	$(BIN)/pytest
+	@mkdir -p .artifacts; \
+	TEST_KAFKA_PORT=19192 $(BIN)/pytest -m wall_clock -p no:cacheprovider > .artifacts/wall-clock-tests.log 2>&1 & \
+	beside=$$!; $(BIN)/pytest -m "not wall_clock"; status=$$?; \
+	wait $$beside; beside_status=$$?; \
+	echo "== the wall-clock tests, run beside the others (.artifacts/wall-clock-tests.log) =="; \
+	cat .artifacts/wall-clock-tests.log; \
+	exit $$(( status || beside_status ))
 
 test-faults: install
 	$(BIN)/pytest tests/faults

@@ -174,7 +174,7 @@ start() {
     "$home/simple_auth_manager_passwords.json.generated")
   cat <<EOF
 
-Running. The DAG $dag_id is unpaused: a run starts every minute for the minute that just ended.
+Running. The DAG $dag_id is unpaused: each minute gets a run, 30 s after it ends, from the current one on.
   Airflow UI   $url   user: admin   password: $password
                (the password is kept in .airflow/simple_auth_manager_passwords.json.generated)
   Kafka        127.0.0.1:$kafka_port   topic: $topic

@@ -183,6 +183,7 @@ def test_every_window_of_a_pause_gets_its_run(stack, simulator):
     check_coverage(stack, simulator, runs)
 
 
+@pytest.mark.timeout(900)
 def test_an_outage_past_the_horizon_reports_the_unreachable_windows_and_runs_the_rest(stack, simulator):
     """Expected: with a search horizon of 4 minutes (3 reachable), Airflow killed for 5 minutes: the minutes
     beyond reach at the restart are never requested, and named in a run's log, as a skipped run of its own
