@@ -61,14 +61,16 @@ class SearchableMinuteTimetable(Timetable):
     def from_settings(cls, section: str) -> SearchableMinuteTimetable:
         """Built from a section of Airflow's configuration (airflow.cfg, or `AIRFLOW__<SECTION>__<KEY>`):
         `settle_seconds` (30), `look_back_minutes` (0) and, for tests only, `search_horizon_minutes`."""
-        horizon_minutes = conf.getint(section, "search_horizon_minutes", fallback=SEARCH_HORIZON // WINDOW)
-        return cls(
-            settle=timedelta(
-                seconds=conf.getfloat(section, "settle_seconds", fallback=SETTLE.total_seconds())
-            ),
-            look_back=conf.getint(section, "look_back_minutes", fallback=0),
-            horizon=horizon_minutes * WINDOW,
-        )
+        settle = conf.getfloat(section, "settle_seconds", fallback=SETTLE.total_seconds())
+        look_back = conf.getint(section, "look_back_minutes", fallback=0)
+        horizon = conf.getint(section, "search_horizon_minutes", fallback=SEARCH_HORIZON // WINDOW)
+        try:
+            return cls(settle=timedelta(seconds=settle), look_back=look_back, horizon=horizon * WINDOW)
+        except ValueError as error:
+            raise ValueError(
+                f"Airflow configuration [{section}] (settle_seconds={settle:g}, look_back_minutes={look_back}, "
+                f"search_horizon_minutes={horizon}): {error}"
+            ) from None
 
     @property
     def summary(self) -> str:

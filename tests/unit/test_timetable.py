@@ -179,6 +179,13 @@ def test_settings_come_from_airflows_configuration(monkeypatch):
     )
 
 
+def test_an_impossible_setting_names_the_section_and_its_values(monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES", "-5")
+
+    with pytest.raises(ValueError, match=r"\[tweets_to_kafka\] .*look_back_minutes=-5.*look_back >= 0"):
+        SearchableMinuteTimetable.from_settings("tweets_to_kafka")
+
+
 @pytest.mark.parametrize(
     "arguments",
     [{"settle": timedelta(seconds=-1)}, {"look_back": -1}, {"horizon": timedelta(minutes=2)}],
