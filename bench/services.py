@@ -99,7 +99,7 @@ def x_api_simulator() -> Iterator[SimulatorClient]:
     command = [
         sys.executable,
         "-m",
-        "include.x_api_simulator",
+        "x_api_simulator",
         "--port",
         str(SIMULATOR_PORT),
         "--bearer-token",
