@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 
 from include.records import to_record
-from tests.helpers import past_window, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, past_window, read_topic, x_api_time
 from tests.system.harness import DAG_ID
 
 
@@ -26,7 +26,7 @@ def expected_records(simulator, windows) -> dict[bytes, dict]:
     return {
         tweet["id"].encode(): to_record(tweet, tweet["author"])
         for start, end in windows
-        for tweet in simulator.tweets_between(start, end)
+        for tweet in simulator.tweets_between(start, end, DAG_QUERY)
     }
 
 

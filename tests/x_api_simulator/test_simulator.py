@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from x_api_simulator import XApiSimulator
 from tests.helpers import x_api_time
+from x_api_simulator import XApiSimulator
 
 SEARCH = "/2/tweets/search/recent"
 QUERY = "Apple OR iphone OR iPhone"  # the DAG's default: most posts match, not all
