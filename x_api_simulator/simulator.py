@@ -490,8 +490,6 @@ class XApiSimulator:
             return _answer(429, problem(429), headers)
         if self.usage_cap is not None and self._posts_read >= self.usage_cap:
             return _answer(429, USAGE_CAPPED, headers)  # the rate-limit headers still show requests left
-        if self.credits is not None and len(self._billed) >= self.credits:
-            return _answer(402, problem(402), headers)
         fault = self._take_fault(page, params.get("start_time"))
         if fault:
             self._stopping.wait(fault.delay)
@@ -500,16 +498,21 @@ class XApiSimulator:
                 body = fault.body.encode() if fault.body is not None else _json(problem(status))
                 return _Answer(status, body, {**headers, **fault.headers})
         status, payload = self._search_result(params)
-        if status == 200:
-            self._bill(payload.get("data", []))
+        if status == 200 and not self._bill(payload.get("data", [])):
+            return _answer(402, problem(402), headers)
         return _answer(status, payload, headers)
 
-    def _bill(self, tweets: list[dict]) -> None:
-        """Count the posts read against the usage cap and the day's credits."""
+    def _bill(self, tweets: list[dict]) -> bool:
+        """Count the posts read against the usage cap and bill them, each once per UTC day; False if
+        the credits do not cover the posts not billed yet today (then nothing is billed)."""
         day = datetime.now(UTC).date().isoformat()
         with self._lock:
+            new = {(day, tweet["id"]) for tweet in tweets} - self._billed
+            if self.credits is not None and len(self._billed) + len(new) > self.credits:
+                return False
             self._posts_read += len(tweets)
-            self._billed.update((day, tweet["id"]) for tweet in tweets)
+            self._billed |= new
+            return True
 
     def _credential(self, authorization: str) -> str | None:
         """The rate-limit bucket (``app`` or ``user``) of a valid Authorization header, None if not valid."""
