@@ -32,7 +32,12 @@ _OPTIONS = (
     ("searchable-after", "30", float, "seconds from a post's creation until search finds it"),
     ("search-horizon", "604800", float, "how far back, in seconds, start_time may reach (7 days)"),
     ("edit-rate", "0", float, "share of posts edited once, 1 to 30 minutes after creation"),
-    ("empty-page-rate", "0", float, "share of pages answered empty with a next_token"),
+    (
+        "empty-page-rate",
+        "0",
+        float,
+        "chance of a page to come empty with a next_token (at most one a search)",
+    ),
     ("usage-cap", None, int, "posts read before every search gets 429 UsageCapExceeded"),
     ("credits", None, int, "distinct posts a UTC day may bill before every search gets 402"),
 )

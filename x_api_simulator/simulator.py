@@ -221,7 +221,7 @@ class XApiSimulator:
     :param searchable_after: seconds from a post's creation until search finds it
     :param search_horizon: how far back, in seconds, ``start_time`` may reach (X: 7 days)
     :param edit_rate: share of posts edited once, 1 to 30 minutes after creation (0: none)
-    :param empty_page_rate: share of pages answered empty with a ``next_token`` to the same results
+    :param empty_page_rate: chance of a page to come empty with a ``next_token`` (at most one a search)
     :param usage_cap: posts read before every search gets 429 ``UsageCapExceeded`` (None: no cap)
     :param credits: distinct posts per UTC day billable before every search gets 402 (None: unlimited)
     """
@@ -629,7 +629,7 @@ class XApiSimulator:
         """Build one page of search results with the requested fields and expansions."""
         indexed_before = _to_ms(datetime.now(UTC) - timedelta(seconds=self.searchable_after))
         found = self._window(cursor.start_ms, cursor.end_ms, params["query"], cursor.since_id, indexed_before)
-        if cursor.offset < len(found) and self._empty_page(cursor, params["query"]):
+        if cursor.offset < len(found) and self._empty_page(cursor, max_results, params["query"]):
             next_cursor = cursor._replace(page=cursor.page + 1)
             return {"meta": {"result_count": 0, "next_token": _encode_token(next_cursor)}}
         page = found[cursor.offset : cursor.offset + max_results]
@@ -647,9 +647,10 @@ class XApiSimulator:
         payload["meta"] = meta
         return payload
 
-    def _empty_page(self, cursor: _Cursor, query: str) -> bool:
-        """Whether this page comes empty with a ``next_token``, decided by the seed, window, query and page."""
-        if not self.empty_page_rate:
+    def _empty_page(self, cursor: _Cursor, max_results: int, query: str) -> bool:
+        """Whether this page comes empty with a ``next_token``, decided by the seed, window, query and page;
+        at most one page of a search does."""
+        if not self.empty_page_rate or cursor.page > cursor.offset // max_results + 1:
             return False
         key = f"empty:{self.seed}:{cursor.start_ms}:{cursor.end_ms}:{cursor.page}:{query}"
         return random.Random(key).random() < self.empty_page_rate

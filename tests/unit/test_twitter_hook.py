@@ -13,7 +13,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.helpers import DAG_QUERY, past_window, set_connection
-from twitter_provider.hooks import TransientXApiError, TwitterHook
+from twitter_provider.hooks import TransientXApiError, TwitterHook, UsageCapExceeded
 
 TOKEN = "test-bearer-token-0123456789"
 
@@ -254,9 +254,80 @@ def test_secrets_never_reach_a_log_line_at_debug(simulator, monkeypatch, caplog,
 def test_test_connection_answers_for_the_ui(hook, simulator, monkeypatch):
     ok, message = hook.test_connection()
     assert ok and "reached " + simulator.url in message
+    assert message.startswith("Connection 'twitter_default' reached") and "(Pro tier)" in message
 
     set_connection(
         monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password="wrong-secret"
     )
     ok, message = TwitterHook().test_connection()
     assert not ok and "HTTP 401 for connection 'twitter_default'" in message
+
+
+def test_a_usage_cap_fails_at_once_naming_period_scope_and_what_to_do(hook, simulator):
+    start, end = past_window(100)
+    simulator.usage_cap = 0
+
+    with pytest.raises(UsageCapExceeded) as failure:
+        hook.search_window(DAG_QUERY, start, end)
+
+    message = str(failure.value)
+    assert "HTTP 429 UsageCapExceeded for connection 'twitter_default'" in message
+    assert "the Monthly usage cap of the Product is reached" in message and "X developer portal" in message
+    assert isinstance(failure.value, AirflowFailException), "not retried: a reset does not lift a cap"
+    assert statuses(simulator) == [429]
+
+
+def test_empty_pages_that_carry_a_next_token_are_paged_through(hook, simulator):
+    start, end = past_window(100)
+    simulator.set_rate(start, 300)
+    simulator.empty_page_rate = 1.0  # one page of each search comes empty
+
+    tweets = hook.search_window(DAG_QUERY, start, end)
+
+    assert ids(tweets) == ids(simulator.tweets_between(start, end, DAG_QUERY))
+    assert len(simulator.requests) == math.ceil(len(tweets) / 100) + 1
+    assert all(r["params"]["sort_order"] == "recency" for r in simulator.requests)
+
+
+def test_the_default_base_url_is_x_s_current_host(simulator, monkeypatch):
+    set_connection(monkeypatch, "twitter_default", conn_type="twitter", password=TOKEN)
+
+    hook = TwitterHook()
+
+    assert hook.base_url == "https://api.x.com"
+    adapter = hook.get_conn().session.get_adapter("https://api.twitter.com/2/tweets/search/recent")
+    assert adapter.base_url == "https://api.x.com", "tweepy's hard-coded host is rewritten to it"
+
+
+@pytest.mark.parametrize(
+    ("tier", "summary"),
+    [
+        ("pro", "rate limit remaining 449 of 450 (Pro tier)"),
+        ("basic", "rate limit remaining 59 of 60 (Basic tier)"),
+    ],
+)
+def test_the_summary_line_names_the_access_tier(hook, simulator, caplog, capfd, tier, summary):
+    start, end = past_window(100)
+    simulator.tier = tier
+
+    hook.search_window(DAG_QUERY, start, end)
+
+    assert summary in caplog.text + capfd.readouterr().out
+
+
+def test_the_test_button_names_the_host_and_only_a_stored_connection(simulator, monkeypatch):
+    """Airflow's UI tests a form under a random 8-character id: naming it would only confuse."""
+    set_connection(monkeypatch, "KIabaXPX", conn_type="twitter", host=simulator.url, password="wrong")
+    set_connection(monkeypatch, "x_stored", conn_type="twitter", host=simulator.url, password="wrong")
+
+    _, under_test = TwitterHook("KIabaXPX").test_connection()
+    _, stored = TwitterHook("x_stored").test_connection()
+
+    assert under_test == (
+        f"Recent search at {simulator.url} failed: X API returned HTTP 401: Unauthorized "
+        "(check the connection's bearer token or OAuth 1.0a keys)"
+    )
+    assert "KIabaXPX" not in under_test
+    assert stored.startswith(
+        f"Recent search at {simulator.url} failed: X API returned HTTP 401 for connection 'x_stored'"
+    )
