@@ -50,7 +50,7 @@ _TEMPLATES = (  # every template but the last two names a product
     ("zh", "新的{product}太贵了；但是我还是买了 🍎"),
     ("de", "Größe, Gewicht, Qualität: das {product} überzeugt 👍"),
     ("en", "Weather's nice today ☀️; going for a walk 🚶"),
-    ("und", "🍎🍎🍎 🇫🇷 👀"),
+    ("und", "🍎🍎🍎 🇫🇷 👀 lol"),
 )
 _NAMING_A_PRODUCT = len(_TEMPLATES) - 2
 _FIRST_NAMES = ("José", "Zoë", "Łukasz", "Анна", "山田", "Chloé", "Seán", "Nguyễn", "Bob", "Ada", "Søren")
