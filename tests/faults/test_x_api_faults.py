@@ -152,7 +152,10 @@ def test_a_failure_on_page_3_of_4_rereads_the_window_and_writes_each_tweet_once(
 @pytest.mark.parametrize(
     ("status", "what_to_fix"),
     [
-        (400, "Bad Request (the X API refused the request's parameters)"),
+        (
+            400,
+            "One or more parameters to your request was invalid. (the X API refused the request's parameters)",
+        ),
         (401, "Unauthorized (check the connection's bearer token or OAuth 1.0a keys)"),
         (
             402,
