@@ -46,7 +46,9 @@ def run(simulator: SimulatorClient, airflow_home: Path, repetitions: int, log_fi
     def ours() -> float:
         start, end = windows.take(simulator, WINDOW_TWEETS)
         topic = f"bench-run-{uuid.uuid4().hex[:12]}"
-        elapsed = dags_test("tweets_to_kafka", end.isoformat(), ours_env, log_file, conf={"topic": topic, "query": QUERY})
+        elapsed = dags_test(
+            "tweets_to_kafka", end.isoformat(), ours_env, log_file, conf={"topic": topic, "query": QUERY}
+        )
         if (held := records_in(topic)) != WINDOW_TWEETS:
             raise RuntimeError(
                 f"tweets_to_kafka run of [{start}, {end}) wrote {held} records, not {WINDOW_TWEETS}"

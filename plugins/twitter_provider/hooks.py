@@ -215,7 +215,8 @@ class TwitterHook(BaseHook):
             pages += 1
             authors = {user["id"]: user for user in (page.get("includes") or {}).get("users") or []}
             for tweet in page.get("data") or []:
-                tweet = {"created_at": _created_at(tweet["id"]), **tweet}
+                if "created_at" not in tweet:
+                    tweet = {**tweet, "created_at": _created_at(tweet["id"])}
                 if start <= datetime.fromisoformat(tweet["created_at"]) < end:
                     tweets.setdefault(tweet["id"], {**tweet, "author": authors.get(tweet.get("author_id"))})
             params["next_token"] = (page.get("meta") or {}).get("next_token")

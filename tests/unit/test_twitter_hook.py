@@ -331,3 +331,31 @@ def test_the_test_button_names_the_host_and_only_a_stored_connection(simulator, 
     assert stored.startswith(
         f"Recent search at {simulator.url} failed: X API returned HTTP 401 for connection 'x_stored'"
     )
+
+
+@pytest.mark.parametrize(
+    "page",
+    [{}, {"meta": {"result_count": 0}}, {"includes": {}, "meta": {}}],
+    ids=["nothing", "meta-only", "empty-objects"],
+)
+def test_a_page_with_only_what_the_contract_requires_is_an_empty_window(hook, simulator, page):
+    start, end = past_window(100)
+    simulator.add_fault(body=page)
+
+    assert hook.search_window(DAG_QUERY, start, end) == []
+
+
+def test_a_tweet_with_only_id_and_text_becomes_a_record_with_its_time_from_its_id(hook, simulator):
+    from include.records import to_record
+
+    start, end = past_window(100)
+    truth = simulator.tweets_between(start, end, DAG_QUERY)[0]
+    simulator.add_fault(body={"data": [{"id": truth["id"], "text": truth["text"]}]})
+
+    (tweet,) = hook.search_window(DAG_QUERY, start, end)
+
+    record = to_record(tweet, tweet["author"])
+    assert (
+        record["created_at"] == truth["created_at"][:19] + "Z" and record["original_tweet_id"] == truth["id"]
+    )
+    assert (record["user_id"], record["followers_count"], record["lang"]) == (None, None, None)
