@@ -509,6 +509,18 @@ def test_http_control_endpoints(sim, base):
     )
     assert truth.json() == sim.tweets_between(base, end)
     assert len(truth.json()) == 12
+    fixed = datetime(2026, 1, 1, tzinfo=UTC)  # a fixed minute: the same 40 posts in every run
+    matching = requests.get(
+        sim.url + "/_sim/tweets",
+        params={
+            "start_time": x_api_time(fixed),
+            "end_time": x_api_time(fixed + timedelta(minutes=1)),
+            "query": "iphone -apple",
+        },
+        timeout=5,
+    )
+    assert matching.json() == sim.tweets_between(fixed, fixed + timedelta(minutes=1), "iphone -apple")
+    assert 0 < len(matching.json()) < 40
     assert requests.post(sim.url + "/_sim/rate", json={"count": 3}, timeout=5).status_code == 400
     assert requests.post(sim.url + "/_sim/faults", json={"bogus": 1}, timeout=5).status_code == 400
 
