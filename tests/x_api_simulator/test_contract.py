@@ -100,11 +100,12 @@ def test_an_empty_page_with_a_next_token_and_edited_posts_follow_the_contract():
     with XApiSimulator(empty_page_rate=1.0, edit_rate=0.5) as sim:
         start, end = past_window(60)
         empty = check_answer(search(sim, start, end))
-        with_edits = check_answer(search(sim, start, end, next_token=empty["meta"]["next_token"]))
+        after_empty = check_answer(search(sim, start, end, next_token=empty["meta"]["next_token"]))
         sim.empty_page_rate = 0.0
         with_edits = check_answer(search(sim, start, end))
 
     assert empty["meta"] == {"result_count": 0, "next_token": empty["meta"]["next_token"]}
+    assert after_empty["meta"]["result_count"] > 0
     assert any(len(tweet["edit_history_tweet_ids"]) == 2 for tweet in with_edits["data"])
 
 

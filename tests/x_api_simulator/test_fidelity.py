@@ -105,7 +105,7 @@ def test_different_queries_return_different_posts_deterministically(sim):
     default = [tweet["id"] for page in pages(sim, start, end) for tweet in page.get("data", [])]
     french = [
         tweet["id"]
-        for page in pages(sim, start, end, query="apple OR iphone lang:fr")
+        for page in pages(sim, start, end, query="(apple OR iphone) lang:fr")
         for tweet in page.get("data", [])
     ]
 
