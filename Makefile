@@ -62,7 +62,7 @@ kafka-stop:
 	scripts/kafka.sh stop
 
 simulator: install
-	$(BIN)/python -m include.x_api_simulator
+	$(BIN)/python -m x_api_simulator
 
 constraints: install
 	@{ sed -n 1,2p constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.new

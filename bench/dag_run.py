@@ -13,7 +13,7 @@ from statistics import median
 from typing import Any
 
 from bench.fetch import Windows
-from bench.services import ROOT, SimulatorClient, records_in, subprocess_env
+from bench.services import QUERY, ROOT, SimulatorClient, records_in, subprocess_env
 
 WINDOW_TWEETS = 1000
 
@@ -46,7 +46,9 @@ def run(simulator: SimulatorClient, airflow_home: Path, repetitions: int, log_fi
     def ours() -> float:
         start, end = windows.take(simulator, WINDOW_TWEETS)
         topic = f"bench-run-{uuid.uuid4().hex[:12]}"
-        elapsed = dags_test("tweets_to_kafka", end.isoformat(), ours_env, log_file, conf={"topic": topic})
+        elapsed = dags_test(
+            "tweets_to_kafka", end.isoformat(), ours_env, log_file, conf={"topic": topic, "query": QUERY}
+        )
         if (held := records_in(topic)) != WINDOW_TWEETS:
             raise RuntimeError(
                 f"tweets_to_kafka run of [{start}, {end}) wrote {held} records, not {WINDOW_TWEETS}"

@@ -18,6 +18,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from bench.services import QUERY
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULT_PREFIX = "MEMORY "
 
@@ -46,7 +48,7 @@ def fetch(start: str, end: str, xcom_file: str) -> dict[str, int]:
 
     task = load_task("fetch_tweets")
     context = {
-        "params": {"query": "Apple OR iphone OR iPhone"},
+        "params": {"query": QUERY},
         "data_interval_start": datetime.fromisoformat(start),
         "data_interval_end": datetime.fromisoformat(end),
     }

@@ -25,7 +25,7 @@ OPERATOR_DEFAULTS_RECORDS = 5_000  # one flush per record: 100,000 would take ov
 
 def make_records(count: int) -> list[dict[str, Any]]:
     """`count` records of the simulator's realistic tweets (emoji, quotes, 280-character texts)."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     simulator = XApiSimulator()  # its tweet generator only; no server
     start = datetime(2026, 1, 1, tzinfo=UTC)

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.services import BEARER_TOKEN, KAFKA_CONFIG, ROOT
-from include.x_api_simulator import XApiSimulator
 from tests.system.harness import AirflowStack
+from x_api_simulator import XApiSimulator
 
 PORT = 19580
 TOPIC = "tweets-lambda1"  # the scheduled runs' default

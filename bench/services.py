@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "19492"))
 SIMULATOR_PORT = int(os.environ.get("BENCH_X_SIM_PORT", "18499"))
 BEARER_TOKEN = "bench-bearer-token-0123456789"
-QUERY = "Apple OR iphone OR iPhone"
+# The DAG's default query plus the words of the simulator's two posts that name no product: it matches every
+# generated post, so a window set to N posts holds exactly N results and page counts are exact.
+QUERY = "Apple OR iphone OR iPhone OR walk OR lol"
 # The README's recommended kafka_default config, at the benchmark's broker.
 KAFKA_CONFIG = {
     "bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}",
@@ -99,7 +101,7 @@ def x_api_simulator() -> Iterator[SimulatorClient]:
     command = [
         sys.executable,
         "-m",
-        "include.x_api_simulator",
+        "x_api_simulator",
         "--port",
         str(SIMULATOR_PORT),
         "--bearer-token",

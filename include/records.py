@@ -13,12 +13,14 @@ _SEED_SEPARATORS = str.maketrans(";\r\n", "   ")  # each would break the seed's 
 def to_record(tweet: dict[str, Any], author: dict[str, Any] | None) -> dict[str, Any]:
     """Turn a v2 tweet and its author (a user from `includes.users`, or None) into a record.
 
-    A field the API did not send (no author, no metrics, no location) becomes None.
+    A field the API did not send (no author, no metrics, no location) becomes None. `original_tweet_id`
+    is the first id of the tweet's edit history: the same for every version of an edited tweet.
     """
     tweet_metrics = tweet.get("public_metrics") or {}
     author = author or {}
     return {
         "tweet_id": tweet["id"],
+        "original_tweet_id": (tweet.get("edit_history_tweet_ids") or [tweet["id"]])[0],
         "user_id": tweet.get("author_id") or author.get("id"),
         "created_at": datetime.fromisoformat(tweet["created_at"])
         .astimezone(UTC)
@@ -27,7 +29,7 @@ def to_record(tweet: dict[str, Any], author: dict[str, Any] | None) -> dict[str,
         "location": author.get("location"),
         "favorite_count": tweet_metrics.get("like_count"),
         "retweet_count": tweet_metrics.get("retweet_count"),
-        "text": tweet["text"],
+        "text": tweet.get("text"),
         "lang": tweet.get("lang"),
     }
 

@@ -150,7 +150,7 @@ start() {
       echo "Port $sim_port is taken by another process; set X_SIM_PORT to a free port" >&2
       return 1
     fi
-    (cd "$root" && launch x-api-simulator "$bin/python" -m include.x_api_simulator --port "$sim_port")
+    (cd "$root" && launch x-api-simulator "$bin/python" -m x_api_simulator --port "$sim_port")
     echo "X API simulator started on 127.0.0.1:$sim_port (pid $(cat "$state/x-api-simulator.pid"))"
   fi
 

@@ -51,7 +51,7 @@ def kafka() -> str:
 @pytest.fixture
 def simulator():
     """The X API simulator over real HTTP, 40 tweets per minute unless a test sets a minute's count."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     with XApiSimulator(bearer_token="test-bearer-token-0123456789") as sim:
         yield sim

@@ -22,6 +22,9 @@ KAFKA_CONFIG = {
 }
 
 
+DAG_QUERY = "Apple OR iphone OR iPhone"  # the DAG's default query param; most posts of the simulator match
+
+
 def set_connection(monkeypatch, conn_id: str, **fields) -> None:
     """Define an Airflow connection as AIRFLOW_CONN_<ID> JSON for the rest of the test."""
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -19,6 +21,8 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 TWEEPY_HOST = "https://api.twitter.com"  # hard-coded in tweepy.Client.request
+X_API_HOST = "https://api.x.com"  # X's current host, the default base URL
+TWITTER_EPOCH_MS = 1288834974657  # post ids encode their creation time in milliseconds after it
 OAUTH1_FIELDS = ("consumer_key", "consumer_secret", "access_token", "access_token_secret")
 PAGE_SIZE = 100  # the most the recent search returns per request
 RATE_LIMIT_WINDOW_SECONDS = 15 * 60  # X counts requests in 15-minute windows: a reset is never further away
@@ -29,6 +33,10 @@ _STATUS_HINTS = {
     403: "the app or its access level may not use this endpoint",
     404: "check the connection's host (API base URL)",
 }
+# x-rate-limit-limit of recent search per 15 minutes, by auth (user context or not): the access tier it means
+_TIERS = {(60, False): "Basic", (60, True): "Basic", (450, False): "Pro", (180, True): "Pro"}
+# Airflow's UI tests a connection under a random id of 8 letters and digits (airflow.utils.strings.get_random_string)
+_TRANSIENT_CONN_ID = re.compile(r"[A-Za-z0-9]{8}")
 
 # tweepy logs request headers (the bearer token) and requests-oauthlib the signed OAuth header at DEBUG.
 for _logger in ("tweepy", "oauthlib", "requests_oauthlib"):
@@ -37,6 +45,10 @@ for _logger in ("tweepy", "oauthlib", "requests_oauthlib"):
 
 class TransientXApiError(AirflowException):
     """A failure that a later attempt may not meet: 5xx, no reply, a body that is not JSON."""
+
+
+class UsageCapExceeded(AirflowFailException):
+    """A 429 that is a usage cap, not a rate limit: waiting for the rate-limit reset does not help."""
 
 
 class _RateLimited(Exception):
@@ -65,7 +77,8 @@ class TwitterHook(BaseHook):
 
     The bearer token (app-only auth) is the connection's password; OAuth 1.0a user context is the
     extra fields `consumer_key`, `consumer_secret`, `access_token`, `access_token_secret`. The host,
-    when set, replaces the API's base URL (e.g. a simulator at `http://127.0.0.1:8099`).
+    when set, replaces the API's base URL, `https://api.x.com` (e.g. a simulator at
+    `http://127.0.0.1:8099`).
 
     :param twitter_conn_id: the connection id
     :param timeout: connect and read timeout of every request, in seconds
@@ -96,19 +109,37 @@ class TwitterHook(BaseHook):
         self.max_rate_limit_wait = max_rate_limit_wait
         self.requests_made = 0
         self.rate_limit_remaining: str | None = None
+        self.rate_limit_limit: str | None = None
 
     @cached_property
     def base_url(self) -> str:
         host = (self._connection.host or "").rstrip("/")
         if not host:
-            return TWEEPY_HOST
+            return X_API_HOST
         url = urlsplit(host)
         if url.scheme not in ("http", "https") or not url.netloc:
             raise AirflowFailException(
-                f"Connection '{self.twitter_conn_id}': host {host!r} is not an http(s) URL; "
-                "leave it empty for the X API or set e.g. http://127.0.0.1:8099"
+                f"{self._connection_label}: host {host!r} is not an http(s) URL; "
+                f"leave it empty for the X API ({X_API_HOST}) or set e.g. http://127.0.0.1:8099"
             )
         return host
+
+    @cached_property
+    def _stored(self) -> bool:
+        """Whether the connection id is one the user knows: not the random id under which Airflow's UI
+        tests a connection (an 8-character id defined only by an environment variable)."""
+        transient = _TRANSIENT_CONN_ID.fullmatch(self.twitter_conn_id) and os.environ.get(
+            f"AIRFLOW_CONN_{self.twitter_conn_id.upper()}"
+        )
+        return not transient
+
+    @property
+    def _for_connection(self) -> str:
+        return f" for connection '{self.twitter_conn_id}'" if self._stored else ""
+
+    @property
+    def _connection_label(self) -> str:
+        return f"Connection '{self.twitter_conn_id}'" if self._stored else "The connection"
 
     @cached_property
     def _connection(self):
@@ -130,19 +161,19 @@ class TwitterHook(BaseHook):
             extra = json.loads(conn.extra) if conn.extra else {}
         except json.JSONDecodeError as error:
             raise AirflowFailException(
-                f"Connection '{self.twitter_conn_id}': extra is not valid JSON ({error.msg} at "
+                f"{self._connection_label}: extra is not valid JSON ({error.msg} at "
                 f"line {error.lineno} column {error.colno})"
             ) from None
         oauth1 = {field: extra.get(field) for field in OAUTH1_FIELDS if extra.get(field)}
         if oauth1 and len(oauth1) < len(OAUTH1_FIELDS):
             missing = ", ".join(field for field in OAUTH1_FIELDS if field not in oauth1)
             raise AirflowFailException(
-                f"Connection '{self.twitter_conn_id}': OAuth 1.0a needs all of {', '.join(OAUTH1_FIELDS)} "
+                f"{self._connection_label}: OAuth 1.0a needs all of {', '.join(OAUTH1_FIELDS)} "
                 f"in extra; missing {missing}"
             )
         if not conn.password and not oauth1:
             raise AirflowFailException(
-                f"Connection '{self.twitter_conn_id}' has no credentials: put the bearer token in its "
+                f"{self._connection_label} has no credentials: put the bearer token in its "
                 f"password, or {', '.join(OAUTH1_FIELDS)} in its extra"
             )
         for value in oauth1.values():  # Airflow masks the password itself, not these extra fields
@@ -160,7 +191,8 @@ class TwitterHook(BaseHook):
         Return every tweet matching `query` with `start <= created_at < end`, newest first.
 
         Each tweet is the API's JSON object plus `author`: its user from the page's `includes.users`,
-        or None. Every page is read; a tweet met twice is kept once.
+        or None (and `created_at` from its id, should the API leave it out). Every page is read, an
+        empty one that carries a `next_token` too; a tweet met twice is kept once.
 
         :param query: the X API search query
         :param start: the window's first instant (inclusive), timezone-aware
@@ -171,6 +203,7 @@ class TwitterHook(BaseHook):
             "start_time": start,
             "end_time": end,
             "max_results": PAGE_SIZE,
+            "sort_order": "recency",  # relevancy ordering does not page
             "expansions": "author_id",
             "tweet_fields": "author_id,created_at,lang,public_metrics",
             "user_fields": "location,public_metrics",
@@ -180,21 +213,23 @@ class TwitterHook(BaseHook):
         while True:
             page = self._get_page(params)
             pages += 1
-            authors = {user["id"]: user for user in page.get("includes", {}).get("users", [])}
+            authors = {user["id"]: user for user in (page.get("includes") or {}).get("users") or []}
             for tweet in page.get("data") or []:
+                if "created_at" not in tweet:
+                    tweet = {**tweet, "created_at": _created_at(tweet["id"])}
                 if start <= datetime.fromisoformat(tweet["created_at"]) < end:
                     tweets.setdefault(tweet["id"], {**tweet, "author": authors.get(tweet.get("author_id"))})
-            params["next_token"] = page.get("meta", {}).get("next_token")
+            params["next_token"] = (page.get("meta") or {}).get("next_token")
             if not params["next_token"]:
                 break
         self.log.info(
-            "Window [%s, %s): %d tweets, %d pages, %d requests, rate limit remaining %s",
+            "Window [%s, %s): %d tweets, %d pages, %d requests, %s",
             _iso(start),
             _iso(end),
             len(tweets),
             pages,
             self.requests_made,
-            self.rate_limit_remaining,
+            self._rate_limit_summary(),
         )
         return list(tweets.values())
 
@@ -203,13 +238,21 @@ class TwitterHook(BaseHook):
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=30)  # searchable by now
         window = {"start_time": end - timedelta(minutes=1), "end_time": end}
         try:
-            self._request_page({"query": "Apple", "max_results": 10, **window})
+            self._request_page({"query": "Apple", "max_results": 10, "sort_order": "recency", **window})
         except Exception as error:
-            return False, str(error)
+            return False, f"Recent search at {self._connection.host or X_API_HOST} failed: {error}"
         return True, (
-            f"Connection '{self.twitter_conn_id}' reached {self.base_url}: recent search works, "
-            f"rate limit remaining {self.rate_limit_remaining}"
+            f"{self._connection_label} reached {self.base_url}: recent search works, "
+            f"{self._rate_limit_summary()}"
         )
+
+    def _rate_limit_summary(self) -> str:
+        """The rate limit left, and the access tier its limit means, e.g. `rate limit remaining 447 of
+        450 (Pro tier)`."""
+        if self.rate_limit_limit is None:
+            return f"rate limit remaining {self.rate_limit_remaining}"
+        tier = _TIERS.get((int(self.rate_limit_limit), self._uses_oauth1), "unknown")
+        return f"rate limit remaining {self.rate_limit_remaining} of {self.rate_limit_limit} ({tier} tier)"
 
     def _get_page(self, params: dict[str, Any]) -> dict[str, Any]:
         """One page, retried on transient failures and after a rate-limit reset."""
@@ -247,6 +290,7 @@ class TwitterHook(BaseHook):
         try:
             response = self._client.search_recent_tweets(user_auth=self._uses_oauth1, **params)
         except tweepy.TooManyRequests as error:
+            self._fail_on_usage_cap(error.response)
             reset = error.response.headers.get("x-rate-limit-reset")
             if reset is None:
                 raise TransientXApiError(self._describe(error) + " (no x-rate-limit-reset header)") from None
@@ -257,25 +301,50 @@ class TwitterHook(BaseHook):
             raise AirflowFailException(self._describe(error)) from None
         except requests.RequestException as error:
             raise TransientXApiError(
-                f"X API request to {self.base_url} failed for connection '{self.twitter_conn_id}': "
+                f"X API request to {self.base_url} failed{self._for_connection}: "
                 f"{type(error).__name__}: {error}"
             ) from None
         self.rate_limit_remaining = response.headers.get("x-rate-limit-remaining")
+        self.rate_limit_limit = response.headers.get("x-rate-limit-limit")
         try:
             return response.json()
         except requests.JSONDecodeError:
             raise TransientXApiError(
-                f"X API returned HTTP {response.status_code} with a body that is not JSON for connection "
-                f"'{self.twitter_conn_id}': {response.text[:200]!r}"
+                f"X API returned HTTP {response.status_code} with a body that is not JSON{self._for_connection}: "
+                f"{response.text[:200]!r}"
             ) from None
 
     def _describe(self, error: tweepy.HTTPException) -> str:
         status = error.response.status_code
         message = "; ".join(map(str, error.api_messages)) or error.response.reason
         hint = _STATUS_HINTS.get(status, "")
-        return f"X API returned HTTP {status} for connection '{self.twitter_conn_id}': {message}" + (
+        return f"X API returned HTTP {status}{self._for_connection}: {message}" + (
             f" ({hint})" if hint else ""
         )
+
+    def _fail_on_usage_cap(self, response: requests.Response) -> None:
+        """Fail at once on a 429 whose body is a usage cap (X's `UsageCapExceeded` problem)."""
+        try:
+            body = response.json()
+        except requests.JSONDecodeError:
+            return
+        if not isinstance(body, dict) or not (
+            body.get("title") == "UsageCapExceeded" or str(body.get("type", "")).endswith("/usage-capped")
+        ):
+            return
+        period, scope = body.get("period", "unknown"), body.get("scope", "unknown")
+        raise UsageCapExceeded(
+            f"X API returned HTTP 429 UsageCapExceeded{self._for_connection}: the {period} usage cap of the "
+            f"{scope} is reached ({body.get('detail', 'no detail')}); waiting for the rate-limit reset does not "
+            "help. Raise the cap or change the plan in the X developer portal, or wait for the next "
+            f"{period.lower()} period, then clear the failed runs"
+        )
+
+
+def _created_at(tweet_id: str) -> str:
+    """A post's creation time as the API writes `created_at`, from the milliseconds its id encodes."""
+    epoch_ms = (int(tweet_id) >> 22) + TWITTER_EPOCH_MS
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def _iso(moment: datetime) -> str:

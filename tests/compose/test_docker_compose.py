@@ -129,7 +129,7 @@ def test_kafka_default_points_at_the_brokers_internal_listener(services):
 def test_the_demo_simulator_serves_the_twitter_default_of_env_example(services):
     simulator = services["x-api-simulator"]
     assert simulator["profiles"] == ["demo"]
-    assert simulator["entrypoint"] == ["python", "-m", "include.x_api_simulator"]
+    assert simulator["entrypoint"] == ["python", "-m", "x_api_simulator"]
     command = simulator["command"]
     port = command[command.index("--port") + 1]
     twitter = json.loads(services["airflow-worker"]["environment"]["AIRFLOW_CONN_TWITTER_DEFAULT"])
@@ -155,8 +155,8 @@ def test_mounts_and_pythonpath_match_the_package_layout(services, service):
         return None
 
     if service == "x-api-simulator":
-        expected_binds = {OPT_AIRFLOW / "include": "include"}
-        packages = {"include": "include"}
+        expected_binds = {OPT_AIRFLOW / "x_api_simulator": "x_api_simulator"}
+        packages = {"x_api_simulator": "x_api_simulator"}
     else:
         expected_binds = {OPT_AIRFLOW / name: name for name in ("dags", "plugins", "include")}
         packages = {"include": "include", "twitter_provider": "plugins/twitter_provider"}

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import DAG_QUERY, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_tasks_retry_with_exponential_backoff(dag):
 def test_dag_is_documented_tagged_and_parameterised(dag):
     assert dag.tags and dag.doc_md
     assert {name: dag.params[name] for name in dag.params} == {
-        "query": "Apple OR iphone OR iPhone",
+        "query": DAG_QUERY,
         "topic": "tweets-lambda1",
         "record_format": "json",
     }

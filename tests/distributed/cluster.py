@@ -162,9 +162,9 @@ def answers(url: str) -> bool:
 
 
 def start_x_api_simulator(processes: Processes, rate_per_minute: int) -> str:
-    """Start `python -m include.x_api_simulator` on the test port; return its base URL once it answers."""
+    """Start `python -m x_api_simulator` on the test port; return its base URL once it answers."""
     url = f"http://127.0.0.1:{SIMULATOR_PORT}"
-    command = [sys.executable, "-m", "include.x_api_simulator", "--port", str(SIMULATOR_PORT)]
+    command = [sys.executable, "-m", "x_api_simulator", "--port", str(SIMULATOR_PORT)]
     command += ["--bearer-token", SIMULATOR_TOKEN, "--rate-per-minute", str(rate_per_minute)]
     processes.start("x-api-simulator", command, {**os.environ, "PYTHONPATH": str(ROOT)})
     wait_until(lambda: answers(f"{url}/_sim/health"), 30, "the X API simulator", processes, 0.2)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import timedelta
@@ -25,7 +26,7 @@ from tests.distributed.cluster import (
     start_x_api_simulator,
     wait_until,
 )
-from tests.helpers import KAFKA_CONFIG, past_window, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, past_window, read_topic, x_api_time
 
 WINDOWS = 6
 TWEETS_PER_MINUTE = 12
@@ -140,6 +141,7 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
     for start, end in windows:
         tweets = get_json(
             f"{simulator_url}/_sim/tweets?start_time={x_api_time(start)}&end_time={x_api_time(end)}"
+            f"&query={urllib.parse.quote(DAG_QUERY)}"
         )
         assert tweets, f"the simulator posts tweets in every minute, none in {start}"
         expected.update({tweet["id"].encode(): to_record(tweet, tweet["author"]) for tweet in tweets})

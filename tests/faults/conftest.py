@@ -20,7 +20,7 @@ TOKEN = "test-bearer-token-0123456789"
 @pytest.fixture
 def simulator():
     """The X API simulator on a fixed port (a case may stop and restart it there), 40 tweets a minute."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     with XApiSimulator(port=SIMULATOR_PORT, bearer_token=TOKEN) as sim:
         yield sim

@@ -18,7 +18,7 @@ from airflow.utils.session import create_session
 from sqlalchemy import select
 
 from include.records import to_record
-from tests.helpers import KAFKA_CONFIG, ROOT, read_topic
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic
 
 FIGURES = ROOT / ".artifacts" / "reliability.json"
 SEARCH_PATH = "/2/tweets/search/recent"
@@ -78,7 +78,8 @@ class Case:
         expected = []
         for start, end in windows:
             window = {
-                t["id"].encode(): to_record(t, t["author"]) for t in simulator.tweets_between(start, end)
+                t["id"].encode(): to_record(t, t["author"])
+                for t in simulator.tweets_between(start, end, DAG_QUERY)
             }
             assert window, f"the simulator has no tweets in [{start}, {end}): the check would prove nothing"
             expected.append(window)

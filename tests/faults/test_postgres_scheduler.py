@@ -34,7 +34,7 @@ RATE_WINDOW = 60
 @pytest.fixture(scope="module")
 def limited_x_api():
     """The X API simulator of this module, at the default (generous) rate limit unless a test lowers it."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     with XApiSimulator(bearer_token=TOKEN) as simulator:
         yield simulator

@@ -137,7 +137,7 @@ def test_a_failure_on_page_3_of_4_rereads_the_window_and_writes_each_tweet_once(
     """Expected: page 3 fails 4 times, so the try fails before anything is written; the retry reads all
     4 pages; the topic holds each tweet exactly once (fetching ends before producing starts)."""
     start, end = past_window(37)
-    simulator.set_rate(start, 350)
+    simulator.set_rate(start, 380)  # about 330 match the DAG's query: 4 pages
     simulator.add_fault(status=500, page=3, times=4)
 
     run = case.run(end, retry_delay=1, topic=topic)
@@ -152,10 +152,21 @@ def test_a_failure_on_page_3_of_4_rereads_the_window_and_writes_each_tweet_once(
 @pytest.mark.parametrize(
     ("status", "what_to_fix"),
     [
-        (400, "Bad Request (the X API refused the request's parameters)"),
+        (
+            400,
+            "One or more parameters to your request was invalid. (the X API refused the request's parameters)",
+        ),
         (401, "Unauthorized (check the connection's bearer token or OAuth 1.0a keys)"),
-        (402, "Payment Required (the X developer account has no credits left)"),
-        (403, "Forbidden (the app or its access level may not use this endpoint)"),
+        (
+            402,
+            "Your enrolled account does not have any credits to fulfill this request. "
+            "(the X developer account has no credits left)",
+        ),
+        (
+            403,
+            "This request must be made using an approved developer account that is enrolled in the "
+            "requested endpoint. (the app or its access level may not use this endpoint)",
+        ),
     ],
     ids=["400", "401", "402", "403"],
 )

@@ -392,7 +392,7 @@ class AirflowStack:
 @pytest.fixture(scope="session")
 def x_api_server():
     """The X API simulator for the whole session (the stack's twitter_default points at it)."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     with XApiSimulator(port=TEST_X_SIM_PORT, bearer_token=TEST_X_BEARER_TOKEN) as simulator:
         yield simulator
@@ -401,10 +401,22 @@ def x_api_server():
 @pytest.fixture
 def x_api(x_api_server):
     """The session's X API simulator, with no faults, an empty request log and default rates and limits."""
-    from include.x_api_simulator import XApiSimulator
+    from x_api_simulator import XApiSimulator
 
     defaults = XApiSimulator()
-    for name in ("rate_per_minute", "rate_limit", "rate_limit_window", "searchable_after", "search_horizon"):
+    settings = (
+        "rate_per_minute",
+        "tier",
+        "rate_limit",
+        "rate_limit_window",
+        "searchable_after",
+        "search_horizon",
+        "edit_rate",
+        "empty_page_rate",
+        "usage_cap",
+        "credits",
+    )
+    for name in settings:
         setattr(x_api_server, name, getattr(defaults, name))
     x_api_server.clear_faults()
     x_api_server.clear_requests()

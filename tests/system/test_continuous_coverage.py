@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.records import to_record
-from include.x_api_simulator import XApiSimulator
-from tests.helpers import KAFKA_CONFIG, ROOT, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, x_api_time
 from tests.system.harness import TEST_X_BEARER_TOKEN, AirflowStack
+from x_api_simulator import XApiSimulator
 
 pytestmark = pytest.mark.wall_clock
 
@@ -119,7 +119,7 @@ def check_coverage(stack, simulator, runs: list[dict], unreachable: set[datetime
     expected = {
         tweet["id"].encode(): to_record(tweet, tweet["author"])
         for start in delivered
-        for tweet in simulator.tweets_between(start, start + MINUTE)
+        for tweet in simulator.tweets_between(start, start + MINUTE, query=DAG_QUERY)
     }
     records = read_topic(TOPIC)
     by_key = {key: json.loads(value) for key, value in records}

@@ -50,6 +50,7 @@ def test_the_test_button_reaches_the_simulator_with_the_bearer_token(airflow_sta
 
     assert answer["status"] is True, answer
     assert f"reached {x_api.url}: recent search works, rate limit remaining" in answer["message"]
+    assert answer["message"].startswith("The connection reached") and "(Pro tier)" in answer["message"]
     assert [r["status"] for r in x_api.requests] == [200]
 
 
@@ -76,7 +77,8 @@ def test_the_test_button_names_a_wrong_token_without_showing_it(airflow_stack, x
     )
 
     assert answer["status"] is False
-    assert "X API returned HTTP 401" in answer["message"]
+    assert answer["message"].startswith(f"Recent search at {x_api.url} failed: X API returned HTTP 401: ")
+    assert "for connection" not in answer["message"], "the UI's random connection id is not named"
     assert "check the connection's bearer token or OAuth 1.0a keys" in answer["message"]
     assert wrong not in answer["message"]
 

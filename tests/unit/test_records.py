@@ -28,6 +28,7 @@ AUTHOR = {
 def test_to_record_has_exactly_the_documented_fields():
     assert to_record(TWEET, AUTHOR) == {
         "tweet_id": "1995000000000000001",
+        "original_tweet_id": "1995000000000000001",
         "user_id": "42",
         "created_at": "2026-11-24T10:00:00Z",
         "followers_count": 1234,
@@ -37,6 +38,18 @@ def test_to_record_has_exactly_the_documented_fields():
         "text": TWEET["text"],
         "lang": "en",
     }
+
+
+def test_an_edited_tweet_keeps_the_id_of_its_first_version():
+    edited = {
+        **TWEET,
+        "id": "1995000000000000009",
+        "edit_history_tweet_ids": ["1995000000000000001", "1995000000000000009"],
+    }
+
+    record = to_record(edited, AUTHOR)
+
+    assert (record["tweet_id"], record["original_tweet_id"]) == ("1995000000000000009", "1995000000000000001")
 
 
 def test_json_format_is_utf8_json_that_keeps_the_text_exactly():

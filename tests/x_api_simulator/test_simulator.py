@@ -1,4 +1,4 @@
-"""Tests of the X API v2 recent-search simulator, over real HTTP."""
+"""Tests of the X API v2 recent-search simulator, over real HTTP: auth, validation, paging, faults, controls."""
 
 import json
 import os
@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from include.x_api_simulator import XApiSimulator
 from tests.helpers import x_api_time
+from x_api_simulator import XApiSimulator
 
 SEARCH = "/2/tweets/search/recent"
+QUERY = "Apple OR iphone OR iPhone"  # the DAG's default: most posts match, not all
 BEARER = {"Authorization": "Bearer sim-token"}
 OAUTH = {
     "Authorization": 'OAuth oauth_consumer_key="sim-consumer-key", oauth_nonce="abc123", '
@@ -32,9 +33,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 def search(sim: XApiSimulator, params: dict, headers: dict = BEARER, timeout: float = 5) -> requests.Response:
     """GET the recent-search endpoint (with a default query)."""
-    return requests.get(
-        sim.url + SEARCH, params={"query": "apple", **params}, headers=headers, timeout=timeout
-    )
+    return requests.get(sim.url + SEARCH, params={"query": QUERY, **params}, headers=headers, timeout=timeout)
 
 
 def window(start: datetime, end: datetime, **extra: str) -> dict:
@@ -94,14 +93,16 @@ def test_requests_without_valid_credentials_get_401(sim, base, headers):
         "status": 401,
         "detail": "Unauthorized",
     }
-    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers["Content-Type"] == "application/problem+json"
 
 
 def test_oauth_1a_user_context_header_is_accepted(sim, base):
     response = search(sim, window(base, base + timedelta(minutes=1)), headers=OAUTH)
 
     assert response.status_code == 200
-    assert response.json()["meta"]["result_count"] == 40
+    assert response.json()["meta"]["result_count"] == len(
+        sim.tweets_between(base, base + timedelta(minutes=1), QUERY)
+    )
 
 
 # Validation
@@ -242,9 +243,11 @@ def test_250_tweets_come_in_three_pages_newest_first(sim, base):
 
     pages = fetch_pages(sim, window(base, end))
 
-    assert [page["meta"]["result_count"] for page in pages] == [100, 100, 50]
+    truth = sim.tweets_between(base, end, QUERY)
+    assert 200 < len(truth) < 250, "most posts match the query, not all"
+    assert [page["meta"]["result_count"] for page in pages] == [100, 100, len(truth) - 200]
     tweets = [tweet for page in pages for tweet in page["data"]]
-    assert tweets == [without_author(tweet) for tweet in sim.tweets_between(base, end)]
+    assert tweets == [without_author(tweet) for tweet in truth]
     ids = [int(tweet["id"]) for tweet in tweets]
     assert ids == sorted(set(ids), reverse=True)
     assert [tweet["created_at"] for tweet in tweets] == sorted(
@@ -263,7 +266,7 @@ def test_window_includes_its_first_second_and_excludes_the_next_minute(sim, base
 
     assert tweets[-1]["created_at"] == x_api_time(base)[:-1] + ".000Z"
     assert all(tweet["created_at"] < x_api_time(end)[:-1] + ".000Z" for tweet in tweets)
-    next_minute = sim.tweets_between(end, end + timedelta(minutes=1))
+    next_minute = sim.tweets_between(end, end + timedelta(minutes=1), QUERY)
     assert next_minute[-1]["created_at"] == x_api_time(end)[:-1] + ".000Z"
     assert next_minute[-1]["id"] not in {tweet["id"] for tweet in tweets}
 
@@ -275,7 +278,7 @@ def test_a_window_inside_a_minute_gets_only_its_tweets(sim, base):
 
     expected = [
         tweet
-        for tweet in sim.tweets_between(base, base + timedelta(minutes=1))
+        for tweet in sim.tweets_between(base, base + timedelta(minutes=1), QUERY)
         if x_api_time(start)[:-1] <= tweet["created_at"] < x_api_time(end)[:-1]
     ]
     assert [tweet["id"] for tweet in tweets] == [tweet["id"] for tweet in expected]
@@ -294,7 +297,7 @@ def test_empty_window_has_only_a_zero_result_count(sim, base):
 def test_includes_users_are_exactly_the_authors_of_the_page(sim, base):
     sim.set_rate(base, 250)
     end = base + timedelta(minutes=1)
-    authors = {tweet["author"]["id"]: tweet["author"] for tweet in sim.tweets_between(base, end)}
+    authors = {tweet["author"]["id"]: tweet["author"] for tweet in sim.tweets_between(base, end, QUERY)}
 
     pages = fetch_pages(sim, window(base, end))
 
@@ -320,7 +323,7 @@ def test_fields_not_requested_are_omitted(sim, base):
 
 def test_since_id_overrides_start_time(sim, base):
     end = base + timedelta(minutes=1)
-    tweets = sim.tweets_between(base, end)
+    tweets = sim.tweets_between(base, end, QUERY)
     since_id = tweets[10]["id"]
 
     response = search(sim, {**window(base - timedelta(hours=2), end), "since_id": since_id})
@@ -491,11 +494,11 @@ def test_http_control_endpoints(sim, base):
     assert search(sim, params).status_code == 503
     assert requests.post(sim.url + "/_sim/faults", json={"status": 500, "times": -1}, timeout=5).ok
     assert requests.delete(sim.url + "/_sim/faults", timeout=5).ok
-    assert search(sim, params).json()["meta"]["result_count"] == 12
+    assert search(sim, params).json()["meta"]["result_count"] == len(sim.tweets_between(base, end, QUERY))
 
     logged = requests.get(sim.url + "/_sim/requests", timeout=5).json()
     assert [request["status"] for request in logged] == [200, 503, 200]
-    assert logged[0]["params"] == {"query": "apple", **params}
+    assert logged[0]["params"] == {"query": QUERY, **params}
     assert requests.delete(sim.url + "/_sim/requests", timeout=5).ok
     assert sim.requests == []
 
@@ -506,6 +509,18 @@ def test_http_control_endpoints(sim, base):
     )
     assert truth.json() == sim.tweets_between(base, end)
     assert len(truth.json()) == 12
+    fixed = datetime(2026, 1, 1, tzinfo=UTC)  # a fixed minute: the same 40 posts in every run
+    matching = requests.get(
+        sim.url + "/_sim/tweets",
+        params={
+            "start_time": x_api_time(fixed),
+            "end_time": x_api_time(fixed + timedelta(minutes=1)),
+            "query": "iphone -apple",
+        },
+        timeout=5,
+    )
+    assert matching.json() == sim.tweets_between(fixed, fixed + timedelta(minutes=1), "iphone -apple")
+    assert 0 < len(matching.json()) < 40
     assert requests.post(sim.url + "/_sim/rate", json={"count": 3}, timeout=5).status_code == 400
     assert requests.post(sim.url + "/_sim/faults", json={"bogus": 1}, timeout=5).status_code == 400
 
@@ -514,7 +529,7 @@ def test_unknown_path_is_a_json_404(sim):
     response = requests.get(sim.url + "/2/tweets/search/all", headers=BEARER, timeout=5)
 
     assert response.status_code == 404
-    assert response.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert response.headers["Content-Type"] == "application/problem+json"
     assert response.json()["status"] == 404
 
 
@@ -543,7 +558,7 @@ def test_request_log_never_holds_credentials(sim, base):
 def test_command_line_prints_its_url_and_stops_on_sigterm(base):
     env = {**os.environ, "X_SIM_SEED": "9", "X_SIM_BEARER_TOKEN": "env-token", "X_SIM_RATE_PER_MINUTE": "11"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "include.x_api_simulator", "--port", "0", "--seed", "3"],
+        [sys.executable, "-m", "x_api_simulator", "--port", "0", "--seed", "3"],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -555,12 +570,14 @@ def test_command_line_prints_its_url_and_stops_on_sigterm(base):
         url = line.split()[-1]
         headers = {"Authorization": "Bearer env-token"}
         params = {
-            "query": "apple",
+            "query": QUERY,
             "start_time": x_api_time(base),
             "end_time": x_api_time(base + timedelta(minutes=1)),
         }
         response = requests.get(url + SEARCH, params=params, headers=headers, timeout=5)
-        expected = XApiSimulator(seed=3, rate_per_minute=11).tweets_between(base, base + timedelta(minutes=1))
+        expected = XApiSimulator(seed=3, rate_per_minute=11).tweets_between(
+            base, base + timedelta(minutes=1), QUERY
+        )
         assert [tweet["id"] for tweet in response.json()["data"]] == [tweet["id"] for tweet in expected[:10]]
     finally:
         process.send_signal(signal.SIGTERM)
