@@ -18,10 +18,9 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, task
 
-from include.kafka_delivery import TOPIC_ALIAS, announce_topic, check_kafka_connection
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
 
 log = logging.getLogger(__name__)
@@ -82,7 +81,8 @@ def tweets_to_kafka():
         tweets = TwitterHook().search_window(context["params"]["query"], start, end)
         return [to_record(tweet, tweet["author"]) for tweet in tweets]
 
-    ProduceToTopicOperator(
+    # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
+    ProduceWindowOperator(
         task_id="produce_tweets",
         kafka_config_id="kafka_default",
         topic="{{ params.topic }}",
