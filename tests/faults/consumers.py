@@ -53,15 +53,33 @@ class TopicWatcher:
         return [key for _, key in self.seen]
 
 
-def records_written(topic: str, bootstrap: str) -> int:
-    """How many offsets the topic's partitions hold (their high watermarks): every record written, committed
-    or not, and the transaction markers."""
-    from confluent_kafka import Consumer, TopicPartition
+def when_written(topic: str, bootstrap: str, action, total: int, timeout: float = 300) -> int:
+    """As soon as some but not all of `total` records are in the topic's log (the sum of its partitions'
+    high watermarks: records committed or not, and transaction markers), call `action`; return how many
+    offsets the log held then."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{uuid.uuid4()}"})
+    consumer = Consumer(  # read_committed would give the last stable offset: 0 until the commit
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"watermarks-{uuid.uuid4()}",
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+    partitions = [TopicPartition(topic, partition) for partition in metadata.partitions]
+    deadline = time.monotonic() + timeout
+    written = 0
     try:
-        partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in partitions)
+        while not 0 < written < total:
+            assert time.monotonic() < deadline, f"no record of the window reached {topic} within {timeout} s"
+            time.sleep(0.01)
+            try:
+                written = sum(consumer.get_watermark_offsets(p, timeout=5)[1] for p in partitions)
+            except KafkaException:  # a new topic's leaders are not known yet
+                continue
+        action()
+        return written
     finally:
         consumer.close()
 

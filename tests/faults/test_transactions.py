@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.faults.consumers import TopicWatcher, check_committed_once, records_written
+from tests.faults.consumers import TopicWatcher, check_committed_once, when_written
 from tests.faults.reliability import create_topic, when_task_is
 from tests.helpers import KAFKA_CONFIG, ROOT, past_window, read_topic, set_connection
 
@@ -39,21 +39,8 @@ def own_broker(broker, monkeypatch):
     broker.start()
 
 
-def when_written(topic: str, bootstrap: str, action, total: int) -> list[int]:
-    """Once some but not all of `total` records are in the topic's log, call `action`; return [records
-    written at that moment] (empty until then)."""
-    written: list[int] = []
-    deadline = time.monotonic() + 300
-    while not 0 < (count := records_written(topic, bootstrap)) < total:
-        assert time.monotonic() < deadline, f"no record of the window reached {topic} within 300 s"
-        time.sleep(0.01)
-    action()
-    written.append(count)
-    return written
-
-
 def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
-    case, simulator, own_broker, topic, monkeypatch
+    case, simulator, own_broker, topic, monkeypatch, tmp_path
 ):
     """Expected: `airflow dags test` for a 20,000-tweet window is SIGKILLed while its transaction is open
     (records in the log); the read_committed consumer sees nothing of it; the window's next try (same
@@ -68,13 +55,14 @@ def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     watcher = TopicWatcher(topic, broker.bootstrap)
     command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
     command += ["--conf", json.dumps({"topic": topic})]
-    task = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
+    log = tmp_path / "dags-test.log"
+    with log.open("w") as output:
+        task = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
     try:
-        written = when_written(
-            topic, broker.bootstrap, lambda: os.killpg(task.pid, signal.SIGKILL), LARGE_WINDOW
-        )
+        kill = lambda: os.killpg(task.pid, signal.SIGKILL)  # noqa: E731
+        written = when_written(topic, broker.bootstrap, kill, LARGE_WINDOW, timeout=120)
+    except AssertionError:
+        raise AssertionError(log.read_text()[-3000:]) from None
     finally:
         if task.poll() is None:
             os.killpg(task.pid, signal.SIGKILL)
@@ -86,9 +74,9 @@ def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     run = case.run(end, topic=topic)
 
     assert run.states == SUCCESS
-    case.measured["records_at_kill"] = written[0]
+    case.measured["records_at_kill"] = written
     hidden = check_committed_once(case, simulator, topic, [(start, end)], broker.bootstrap, watcher, retried)
-    assert hidden >= written[0], "the killed try's records are in the log, aborted"
+    assert hidden >= written, "the killed try's records are in the log, aborted"
 
 
 def test_a_produce_failure_after_some_records_is_invisible_and_the_retry_commits_once(
@@ -113,9 +101,8 @@ def test_a_produce_failure_after_some_records_is_invisible_and_the_retry_commits
     retried: list[float] = []
 
     def freeze_mid_produce() -> None:
-        frozen.extend(
-            when_written(topic, broker.bootstrap, lambda: os.kill(broker.pid, signal.SIGSTOP), LARGE_WINDOW)
-        )
+        freeze = lambda: os.kill(broker.pid, signal.SIGSTOP)  # noqa: E731
+        frozen.append(when_written(topic, broker.bootstrap, freeze, LARGE_WINDOW))
 
     def resume() -> None:
         os.kill(broker.pid, signal.SIGCONT)
