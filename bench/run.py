@@ -56,6 +56,14 @@ def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
             settings["produce"],
             log_dir / "produce.log",
         )
+        section(
+            "transactions",
+            produce.run_transactions,
+            KAFKA_CONFIG,
+            settings["records"],
+            settings["produce"],
+            log_dir / "produce.log",
+        )
         section("parse", parse.run, env, settings["parse"], log_dir / "parse.log")
         section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
@@ -64,6 +72,7 @@ def run_all(settings: dict[str, int], log_dir: Path) -> dict[str, Any]:
         "produce_vs_raw": results["produce"]["produce_vs_raw"],
         "produce_vs_seed": results["produce"]["produce_vs_seed"],
         "produce_vs_operator_defaults": results["produce"]["produce_vs_operator_defaults"],
+        "transactional_vs_idempotent_produce": results["transactions"]["transactional_vs_idempotent_produce"],
         "requests_vs_minimum": results["requests"]["requests_vs_minimum"],
         "fetch_vs_plain_requests": results["fetch"]["fetch_vs_plain_requests"],
         "parse_vs_empty_dag": results["parse"]["parse_vs_empty_dag"],

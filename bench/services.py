@@ -20,7 +20,8 @@ KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "19492"))
 SIMULATOR_PORT = int(os.environ.get("BENCH_X_SIM_PORT", "18499"))
 BEARER_TOKEN = "bench-bearer-token-0123456789"
 QUERY = "Apple OR iphone OR iPhone"
-# The README's recommended kafka_default config, at the benchmark's broker.
+# The README's recommended kafka_default config, at the benchmark's broker, without its transactional.id
+# (the idempotent path; bench/produce.py's transactional way adds it).
 KAFKA_CONFIG = {
     "bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}",
     "acks": "all",
@@ -45,6 +46,9 @@ def subprocess_env(airflow_home: Path, dags_folder: Path = ROOT / "dags") -> dic
             {"conn_type": "twitter", "host": f"http://127.0.0.1:{SIMULATOR_PORT}", "password": BEARER_TOKEN}
         ),
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": KAFKA_CONFIG}),
+        "AIRFLOW_CONN_KAFKA_TRANSACTIONAL": json.dumps(
+            {"conn_type": "kafka", "extra": {**KAFKA_CONFIG, "transactional.id": "bench"}}
+        ),
     }
 
 
