@@ -17,6 +17,12 @@ FIGURES = (
     Figure("produce_vs_raw", "produce: ours / raw confluent-kafka", ">= 0.8", lambda v: v >= 0.8),
     Figure("produce_vs_seed", "produce: ours / the seed's kafka-python", ">= 5", lambda v: v >= 5),
     Figure("produce_vs_operator_defaults", "produce: ours / operator defaults"),
+    Figure(
+        "transactional_vs_idempotent_produce",
+        "produce: one transaction per window / idempotent",
+        ">= 0.9",
+        lambda v: v >= 0.9,
+    ),
     Figure("requests_vs_minimum", "requests per window / minimum", "= 1.0", lambda v: v == 1.0),
     Figure("fetch_vs_plain_requests", "fetch 1,000 tweets: hook / plain requests"),
     Figure(

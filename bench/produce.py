@@ -1,5 +1,6 @@
 """Produce throughput: the project's produce path against raw confluent-kafka, the seed's kafka-python
-loop and the provider operator's defaults, interleaved on one broker with the same topic settings."""
+loop and the provider operator's defaults, interleaved on one broker with the same topic settings; and the
+produce path in one transaction per window against the idempotent one, in throughput and per window."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from bench.services import records_in
 from include.records import serialise, to_record
 
 PARTITIONS = 3
+TRANSACTIONAL_CONN_ID = "kafka_transactional"  # kafka_default with a transactional.id (bench/services.py)
+WINDOW_RECORDS = 40  # a typical window
 OPERATOR_DEFAULTS_RECORDS = 5_000  # one flush per record: 100,000 would take over a minute per repetition
 
 
@@ -82,7 +85,7 @@ class ProduceBenchmark:
             produce(records, topic)
             elapsed = time.perf_counter() - began
         held = records_in(topic)
-        if held != len(records):
+        if not len(records) <= held <= len(records) + PARTITIONS:  # a commit adds a marker per partition
             raise RuntimeError(f"{produce.__name__}: topic {topic} holds {held} records, not {len(records)}")
         return len(records) / elapsed
 
@@ -93,6 +96,16 @@ class ProduceBenchmark:
         self._operator(
             records,
             topic,
+            delivery_callback="include.kafka_delivery.fail_on_delivery_error",
+            synchronous=False,
+        )
+
+    def ours_transactional(self, records: list[dict], topic: str) -> None:
+        """The same, with a connection that has a transactional.id: the window in one transaction."""
+        self._operator(
+            records,
+            topic,
+            kafka_config_id=TRANSACTIONAL_CONN_ID,
             delivery_callback="include.kafka_delivery.fail_on_delivery_error",
             synchronous=False,
         )
@@ -126,11 +139,11 @@ class ProduceBenchmark:
 
     def _operator(self, records: list[dict], topic: str, **options: Any) -> None:
         """Build the operator as the DAG does, then render and execute it as the task runner does."""
-        from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
+        from include.kafka_delivery import ProduceWindowOperator
 
-        produce_tweets = ProduceToTopicOperator(
+        options = {"kafka_config_id": "kafka_default", **options}
+        produce_tweets = ProduceWindowOperator(
             task_id="produce_tweets",
-            kafka_config_id="kafka_default",
             topic="{{ params.topic }}",
             producer_function="include.kafka_delivery.produce_records",
             producer_function_kwargs={"records": [], "record_format": "{{ params.record_format }}"},
@@ -139,7 +152,10 @@ class ProduceBenchmark:
         task = produce_tweets.prepare_for_execution()  # as the task runner: no dependency scan on setattr
         task.topic = topic
         task.producer_function_kwargs = {"records": records, "record_format": "json"}  # the rendered XComArg
-        task.execute(context={})
+        window = datetime.now(UTC).replace(second=0, microsecond=0)
+        task.execute(
+            context={"data_interval_start": window, "data_interval_end": window + timedelta(minutes=1)}
+        )
 
 
 def run(kafka_config: dict[str, Any], record_count: int, repetitions: int, log_file: Path) -> dict[str, Any]:
@@ -176,4 +192,38 @@ def run(kafka_config: dict[str, Any], record_count: int, repetitions: int, log_f
         "produce_vs_raw": medians["ours"] / medians["raw_confluent_kafka"],
         "produce_vs_seed": medians["ours"] / medians["seed_kafka_python"],
         "produce_vs_operator_defaults": medians["ours"] / medians["operator_defaults"],
+    }
+
+
+def run_transactions(
+    kafka_config: dict[str, Any], record_count: int, repetitions: int, log_file: Path
+) -> dict[str, Any]:
+    """Our produce path in one transaction per window against the idempotent one, interleaved: records per
+    second for `record_count` records, and milliseconds per 40-record window (a new producer each, as each
+    task try is a new process: the transaction adds init_transactions and the commit's round trips)."""
+    bench = ProduceBenchmark(kafka_config, log_file)
+    records = make_records(record_count)
+    ways = {"transactional": bench.ours_transactional, "idempotent": bench.ours}
+    for produce in ways.values():  # warm up: the transaction coordinator's log is created on first use
+        bench.measure(produce, records[:1000])
+    rates: dict[str, list[float]] = {name: [] for name in ways}
+    window_ms: dict[str, list[float]] = {name: [] for name in ways}
+    for repetition in range(repetitions):
+        for name in itertools.islice(itertools.cycle(ways), repetition, repetition + len(ways)):
+            rates[name].append(bench.measure(ways[name], records))
+            print(f"  produce {name:<14} {rates[name][-1]:>9,.0f} records/s")
+            for _ in range(5):
+                window_ms[name].append(
+                    1000 * WINDOW_RECORDS / bench.measure(ways[name], records[:WINDOW_RECORDS])
+                )
+    rate = {name: median(values) for name, values in rates.items()}
+    per_window = {name: median(values) for name, values in window_ms.items()}
+    return {
+        "records": record_count,
+        "repetitions": repetitions,
+        "records_per_second": {name: {"median": rate[name], "runs": rates[name]} for name in ways},
+        "window_records": WINDOW_RECORDS,
+        "window_ms": {name: {"median": per_window[name], "runs": window_ms[name]} for name in ways},
+        "transaction_ms_per_window": per_window["transactional"] - per_window["idempotent"],
+        "transactional_vs_idempotent_produce": rate["transactional"] / rate["idempotent"],
     }

@@ -28,10 +28,11 @@ from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subpr
 ARTIFACTS = ROOT / ".artifacts" / "bench"
 FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12}
 QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1, "schedule": 3}
-SECTIONS = ("requests", "fetch", "produce", "parse", "memory", "dag_run", "schedule")
+SECTIONS = ("requests", "fetch", "produce", "transactions", "parse", "memory", "dag_run", "schedule")
 # The figures results.json leads with, from each section's results.
 HEADLINES = {
     "produce": ("produce_vs_raw", "produce_vs_seed", "produce_vs_operator_defaults"),
+    "transactions": ("transactional_vs_idempotent_produce",),
     "requests": ("requests_vs_minimum",),
     "fetch": ("fetch_vs_plain_requests",),
     "parse": ("parse_vs_empty_dag", "parse_in_dag_processor_vs_empty_dag"),
@@ -69,6 +70,14 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section(
             "produce",
             produce.run,
+            KAFKA_CONFIG,
+            settings["records"],
+            settings["produce"],
+            log_dir / "produce.log",
+        )
+        section(
+            "transactions",
+            produce.run_transactions,
             KAFKA_CONFIG,
             settings["records"],
             settings["produce"],

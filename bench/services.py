@@ -22,7 +22,8 @@ BEARER_TOKEN = "bench-bearer-token-0123456789"
 # The DAG's default query plus the words of the simulator's two posts that name no product: it matches every
 # generated post, so a window set to N posts holds exactly N results and page counts are exact.
 QUERY = "Apple OR iphone OR iPhone OR walk OR lol"
-# The README's recommended kafka_default config, at the benchmark's broker.
+# The README's recommended kafka_default config, at the benchmark's broker, without its transactional.id
+# (the idempotent path; bench/produce.py's transactional way adds it).
 KAFKA_CONFIG = {
     "bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}",
     "acks": "all",
@@ -47,6 +48,9 @@ def subprocess_env(airflow_home: Path, dags_folder: Path = ROOT / "dags") -> dic
             {"conn_type": "twitter", "host": f"http://127.0.0.1:{SIMULATOR_PORT}", "password": BEARER_TOKEN}
         ),
         "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": KAFKA_CONFIG}),
+        "AIRFLOW_CONN_KAFKA_TRANSACTIONAL": json.dumps(
+            {"conn_type": "kafka", "extra": {**KAFKA_CONFIG, "transactional.id": "bench"}}
+        ),
     }
 
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 from airflow.sdk import Param, dag, task
 
-from include.kafka_delivery import TOPIC_ALIAS, announce_topic, check_kafka_connection
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
 from twitter_provider.timetables import SearchableMinuteTimetable
 
@@ -91,7 +90,8 @@ def tweets_to_kafka():
         )
         return [to_record(tweet, tweet["author"]) for tweet in tweets]
 
-    ProduceToTopicOperator(
+    # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
+    ProduceWindowOperator(
         task_id="produce_tweets",
         kafka_config_id="kafka_default",
         topic="{{ params.topic }}",

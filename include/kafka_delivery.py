@@ -1,4 +1,4 @@
-"""What produce_tweets runs inside the provider's ProduceToTopicOperator.
+"""What produce_tweets runs: the provider's ProduceToTopicOperator, in one Kafka transaction per window.
 
 The operator's default delivery callback only logs a failed delivery and the task succeeds; here a
 failed delivery raises, confluent-kafka re-raises it from poll()/flush(), and the task fails.
@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from datetime import UTC
 from typing import Any
 
+from airflow.providers.apache.kafka.hooks.produce import KafkaProducerHook
+from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 from airflow.sdk import Asset, AssetAlias, BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.module_loading import import_string
 
 from include.records import serialise
+from include.windows import run_window
 
 TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")  # resolves to kafka://<bootstrap servers>/<topic>
 log = logging.getLogger(__name__)
@@ -64,3 +69,100 @@ def announce_topic(context: dict[str, Any], result: Any = None) -> None:
     uri = f"kafka://{servers}/{task.topic}"
     log.info("Delivered %d records to %s", _delivered, uri)
     context["outlet_events"][TOPIC_ALIAS].add(Asset(uri))
+
+
+class ProduceWindowOperator(ProduceToTopicOperator):
+    """The provider's ProduceToTopicOperator, writing a run's window in one Kafka transaction when the
+    connection's extra has `transactional.id`: the prefix of this connection's transactional ids, to which
+    the DAG id, the topic and the window's start are appended, so that every try of a window has the same
+    id and fences the tries before it. Without it, the provider's own (idempotent) produce runs."""
+
+    def execute(self, context: Any) -> None:
+        config = BaseHook.get_connection(self.kafka_config_id).extra_dejson
+        prefix = config.get("transactional.id")
+        if not prefix:
+            return super().execute(context)
+        start, _ = run_window(context)
+        transactional_id = f"{prefix}.{self.dag_id}.{self.topic}.{start.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
+        producer = _TransactionalProducerHook(self.kafka_config_id, transactional_id).get_producer()
+        self._init_transactions(producer, transactional_id, prefix, config)
+        producer.begin_transaction()
+        try:
+            if isinstance(self.producer_function, str):
+                self.producer_function = import_string(self.producer_function)
+            for key, value in self.producer_function(
+                *self.producer_function_args, **self.producer_function_kwargs
+            ):
+                producer.produce(self.topic, key=key, value=value, on_delivery=self.delivery_callback)
+                producer.poll(self.poll_timeout)
+                if self.synchronous:
+                    producer.flush()
+            producer.flush()  # the delivery callback raises here, outside commit, if a record failed
+            producer.commit_transaction()
+        except BaseException:
+            _abort(producer, transactional_id)
+            raise
+        log.info("Committed transaction %r: %d records", transactional_id, _delivered)
+
+    def _init_transactions(self, producer, transactional_id: str, prefix: str, config: dict) -> None:
+        """Fence every earlier try of the window and abort its open transaction, or fail naming the
+        connection and what its principal needs."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        timeout = config.get("message.timeout.ms", 60000) / 1000
+        try:
+            producer.init_transactions(timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            reason = error.str().rstrip(".")
+            conn = f"connection {self.kafka_config_id!r}"
+            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                raise AirflowFailException(
+                    f"Kafka refused transactional id {transactional_id!r} to {conn}: {reason}. Grant its "
+                    f"principal WRITE and DESCRIBE on the transactional ids prefixed {prefix!r} (kafka-acls.sh "
+                    f"--add --allow-principal User:<name> --operation Write --operation Describe "
+                    f"--transactional-id {prefix} --resource-pattern-type prefixed), or remove "
+                    "'transactional.id' from its extra to produce without transactions"
+                ) from exc
+            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
+                raise AirflowFailException(
+                    f"Kafka refused idempotent writes to {conn}: {reason}. Grant its principal "
+                    "IDEMPOTENT_WRITE on the cluster (kafka-acls.sh --add --allow-principal User:<name> "
+                    "--operation IdempotentWrite --cluster)"
+                ) from exc
+            raise AirflowException(
+                f"Kafka did not start transaction {transactional_id!r} for {conn} within {timeout:.0f} s: "
+                f"{reason} (check that the brokers are reachable and can host the transaction state "
+                "log: transaction.state.log.replication.factor at most the number of brokers)"
+            ) from exc
+
+
+class _TransactionalProducerHook(KafkaProducerHook):
+    """The provider's producer hook (the connection's config, callbacks and cloud auth), with the window's
+    transactional id."""
+
+    def __init__(self, kafka_config_id: str, transactional_id: str):
+        super().__init__(kafka_config_id=kafka_config_id)
+        self.transactional_id = transactional_id
+
+    def _get_client(self, config: dict[str, Any]):
+        return super()._get_client({**config, "transactional.id": self.transactional_id})
+
+
+def _abort(producer, transactional_id: str) -> None:
+    """Abort the open transaction, so that read_committed consumers go on at once; when the producer cannot
+    (fenced, the broker gone), the broker aborts it after transaction.timeout.ms or at the next try."""
+    from confluent_kafka import KafkaException
+
+    try:
+        producer.abort_transaction(10)
+        log.warning(
+            "Aborted transaction %r: no record of this try is visible to read_committed consumers",
+            transactional_id,
+        )
+    except KafkaException as exc:
+        log.warning(
+            "Could not abort transaction %r (%s): the next try of the window aborts it",
+            transactional_id,
+            exc.args[0].str(),
+        )

@@ -57,6 +57,7 @@ auto.create.topics.enable=${KAFKA_AUTO_CREATE_TOPICS:-true}
 offsets.topic.replication.factor=3
 transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
+transaction.state.log.num.partitions=3
 unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 EOF

@@ -117,6 +117,7 @@ kafka = {
     "compression.type": "lz4",
     "linger.ms": 20,
     "message.timeout.ms": 60000,
+    "transactional.id": "tweets-to-kafka",
 }
 connections = {
     "twitter_default": {**twitter, "description": "X API v2 (make run)"},

@@ -19,6 +19,7 @@ KAFKA_CONFIG = {
     "compression.type": "lz4",
     "linger.ms": 20,
     "message.timeout.ms": 15000,
+    "transactional.id": "tweets-to-kafka",
 }
 
 
@@ -41,31 +42,38 @@ def past_window(minutes_ago: int) -> tuple[datetime, datetime]:
     return start, start + timedelta(minutes=1)
 
 
-def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[tuple[bytes, bytes]]:
-    """Every record of a topic, from the beginning to the end offset of each partition, as (key, value)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+def read_topic(
+    topic: str, bootstrap: str = BOOTSTRAP, isolation: str = "read_committed"
+) -> list[tuple[bytes, bytes]]:
+    """Every record of a topic, from the beginning to the end of each partition, as (key, value):
+    read_committed (the default) stops at the last stable offset and skips aborted transactions;
+    read_uncommitted reads to the high watermark, what aborted and open transactions wrote included."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,  # the end of a partition, past transaction markers too
+            "isolation.level": isolation,
+        }
     )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics[topic]
         if metadata.error is not None:
             return []
-        ends = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > low:
-                ends[partition] = high
-        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in ends])
+        partitions = set(metadata.partitions)
+        consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in partitions])
         records = []
-        while ends:
+        while partitions:
             message = consumer.poll(10)
-            assert message is not None, f"timed out reading {topic}; partitions left: {ends}"
+            assert message is not None, f"timed out reading {topic}; partitions left: {partitions}"
+            if message.error() is not None and message.error().code() == KafkaError._PARTITION_EOF:
+                partitions.discard(message.partition())
+                continue
             assert message.error() is None, message.error()
             records.append((message.key(), message.value()))
-            if message.offset() + 1 >= ends[message.partition()]:
-                del ends[message.partition()]
         return records
     finally:
         consumer.close()

@@ -65,10 +65,10 @@ def test_dag_is_documented_tagged_and_parameterised(dag):
 def test_produce_uses_the_providers_operator_asynchronously_with_a_failing_callback(dag):
     from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 
-    from include.kafka_delivery import fail_on_delivery_error
+    from include.kafka_delivery import ProduceWindowOperator, fail_on_delivery_error
 
     produce = dag.get_task("produce_tweets")
-    assert isinstance(produce, ProduceToTopicOperator)
+    assert isinstance(produce, ProduceWindowOperator) and isinstance(produce, ProduceToTopicOperator)
     assert produce.kafka_config_id == "kafka_default" and produce.synchronous is False
     assert produce.delivery_callback is fail_on_delivery_error
     assert [outlet.name for outlet in produce.outlets] == ["tweets-kafka-topic"]

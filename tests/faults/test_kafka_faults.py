@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from tests.faults.consumers import TopicWatcher, check_committed_once, when_written
 from tests.faults.reliability import create_topic, when_task_is
 from tests.helpers import KAFKA_CONFIG, past_window, read_topic, set_connection
 
@@ -51,10 +52,10 @@ def test_broker_down_before_produce_fails_the_try_and_the_retry_delivers(case, s
 def test_broker_killed_while_producing_a_large_window_is_survived(
     case, simulator, own_broker, topic, monkeypatch
 ):
-    """Expected: SIGKILL of the broker in the middle of writing 20,000 records, restart 2 s later: the run
-    succeeds and every tweet is in the topic. Either the idempotent producer re-sends what was not
-    acknowledged (no duplicate), or the task fails and its retry re-sends every record (duplicates of
-    keys already written: at-least-once)."""
+    """Expected: SIGKILL of the broker in the middle of a 20,000-record window's transaction, restart 2 s
+    later: the run succeeds; a read_committed consumer reading throughout sees nothing of the window until
+    it commits, then each tweet exactly once. Either the producer re-sends what was not acknowledged within
+    the same transaction, or the try fails and its retry commits the window in a new one."""
     broker = own_broker
     start, end = past_window(41)
     tweets = 20_000
@@ -62,35 +63,30 @@ def test_broker_killed_while_producing_a_large_window_is_survived(
     create_topic(broker.bootstrap, topic)
     patient = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, "message.timeout.ms": 60000}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=patient)
+    watcher = TopicWatcher(topic, broker.bootstrap)
     written_at_kill: list[int] = []
 
     def kill_mid_produce() -> None:
-        from confluent_kafka import Consumer
-
-        watcher = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "watermarks"})
-        while not 0 < (written := _records_in(watcher, topic)) < tweets:
-            time.sleep(0.01)
-        broker.kill()
-        watcher.close()
-        written_at_kill.append(written)
+        written_at_kill.append(when_written(topic, broker.bootstrap, broker.kill, tweets, timeout=600))
         time.sleep(2)
         broker.start()
 
     when_task_is(end, "produce_tweets", "running", kill_mid_produce, timeout=600)
+    began = time.monotonic()
 
     run = case.run(end, retry_delay=5, topic=topic)
 
     assert written_at_kill and 0 < written_at_kill[0] < tweets, "the broker died while records were written"
     case.measured |= {"records_at_kill": written_at_kill[0], "produce_tries": run.tries["produce_tweets"]}
     assert run.states == SUCCESS
-    case.check_delivered(simulator, topic, [(start, end)], broker.bootstrap)
+    check_committed_once(case, simulator, topic, [(start, end)], broker.bootstrap, watcher, began)
 
 
 def test_broker_down_longer_than_every_retry_ends_the_run_failed_never_success(
     case, simulator, own_broker, topic, monkeypatch, capfd
 ):
-    """Expected: every try of produce fails (here 3 tries, 5 s delivery bound), the run ends failed and
-    says which record and topic were not delivered; once the broker is back a rerun delivers."""
+    """Expected: every try of produce fails (here 3 tries, 5 s bound), the run ends failed and says which
+    window's transaction could not start, at which connection; once the broker is back a rerun delivers."""
     broker = own_broker
     start, end = past_window(42)
     create_topic(broker.bootstrap, topic)
@@ -107,7 +103,8 @@ def test_broker_down_longer_than_every_retry_ends_the_run_failed_never_success(
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert run.tries["produce_tweets"] == 3
     out = capfd.readouterr().out
-    assert f"to topic '{topic}': Local: Message timed out" in out
+    assert f"Kafka did not start transaction 'tweets-to-kafka.tweets_to_kafka.{topic}." in out
+    assert "for connection 'kafka_default' within 5 s" in out
 
     broker.start()
     assert read_topic(topic, broker.bootstrap) == [], "a failed run wrote nothing"
@@ -133,11 +130,3 @@ def test_a_missing_topic_with_auto_creation_off_fails_naming_it_until_it_exists(
         "check that the brokers are reachable and that the topic exists, as auto-creation may be off" in out
     )
     case.check_delivered(simulator, topic, [(start, end)], broker.bootstrap)
-
-
-def _records_in(consumer, topic: str) -> int:
-    """How many records the topic's partitions hold (the sum of their high watermarks)."""
-    from confluent_kafka import TopicPartition
-
-    partitions = consumer.list_topics(topic, timeout=5).topics[topic].partitions
-    return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1] for p in partitions)

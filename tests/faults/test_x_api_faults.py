@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.faults.conftest import TOKEN
-from tests.faults.reliability import search_requests, when_task_is
-from tests.helpers import past_window, read_topic
+from tests.faults.consumers import TopicWatcher, check_committed_once
+from tests.faults.reliability import create_topic, search_requests, when_task_is
+from tests.helpers import BOOTSTRAP, past_window, read_topic
 
 pytestmark = pytest.mark.usefixtures("connections")
 SUCCESS = {"fetch_tweets": "success", "produce_tweets": "success"}
@@ -139,14 +140,17 @@ def test_a_failure_on_page_3_of_4_rereads_the_window_and_writes_each_tweet_once(
     start, end = past_window(37)
     simulator.set_rate(start, 380)  # about 330 match the DAG's query: 4 pages
     simulator.add_fault(status=500, page=3, times=4)
+    create_topic(BOOTSTRAP, topic)
+    watcher = TopicWatcher(topic, BOOTSTRAP)
+    began = time.monotonic()
 
     run = case.run(end, retry_delay=1, topic=topic)
 
     assert run.states == SUCCESS and run.tries == {"fetch_tweets": 2, "produce_tweets": 1}
     first_try = [(1, 200), (2, 200)] + [(3, 500)] * 4
     assert search_requests(simulator) == first_try + [(1, 200), (2, 200), (3, 200), (4, 200)]
-    case.check_delivered(simulator, topic, [(start, end)])
-    assert case.duplicates == 0
+    hidden = check_committed_once(case, simulator, topic, [(start, end)], BOOTSTRAP, watcher, began)
+    assert hidden == 0, "the failed fetch wrote nothing, not even uncommitted"
 
 
 @pytest.mark.parametrize(

@@ -194,7 +194,7 @@ def test_with_the_broker_down_produce_fails_within_the_delivery_bound(simulator,
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert elapsed < 40, f"the produce task must fail within message.timeout.ms, took {elapsed:.0f} s"
-    assert "Kafka did not deliver record" in capfd.readouterr().out
+    assert "Kafka did not start transaction" in capfd.readouterr().out
 
 
 def test_airflow_dags_test_from_the_readme_never_logs_the_token_at_debug(simulator, kafka, topic):
