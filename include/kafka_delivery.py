@@ -82,7 +82,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         prefix = config.get("transactional.id")
         if not prefix:
             return super().execute(context)
-        start, _ = run_window(context)
+        start, _ = run_window(context, context["dag"].timetable)
         transactional_id = f"{prefix}.{self.dag_id}.{self.topic}.{start.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
         producer = _TransactionalProducerHook(self.kafka_config_id, transactional_id).get_producer()
         self._init_transactions(producer, transactional_id, prefix, config)
