@@ -44,7 +44,7 @@ class KafkaBroker(Service):
     A Kafka node (broker and controller) on 127.0.0.1; its data survives a stop or a kill.
 
     :param port: the clients' port; the controller listens on `controller_port` (port+1)
-    :param state_dir: data, server.properties, server.log (default .kafka/broker-<port>)
+    :param state_dir: data, server.properties, its log (default .kafka/broker-<port>)
     :param auto_create_topics: whether a producer's first write creates its topic
     :param node_id, voters, replicas: this node's place in a cluster (see KafkaCluster)
     """
@@ -82,7 +82,7 @@ class KafkaBroker(Service):
         return [self.port, self.controller_port]
 
     def _java(self, main: str, *args: str) -> list[str]:
-        options = ["-Xms256m", "-Xmx512m", f"-Dkafka.logs.dir={self.state_dir}"]
+        options = ["-Xms256m", "-Xmx512m"]
         if self.replicas > 1:
             options.append("-XX:+UseSerialGC")  # three JVMs on one small machine
         options += [f"-Dlog4j2.configurationFile={ROOT / 'local_system' / 'log4j2.properties'}"]
