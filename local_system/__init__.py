@@ -6,7 +6,7 @@ broker or a three-broker cluster, the X API simulator, PostgreSQL, Redis, and Ai
         ...  # broker.bootstrap, x_api.url
 """
 
-from local_system.airflow import DAG_ID, AirflowError, AirflowStack, project_env
+from local_system.airflow import DAG_ID, AirflowError, AirflowStack, connections, project_env
 from local_system.databases import Postgres, Redis, install_debian_packages
 from local_system.kafka import KafkaBroker, KafkaCluster
 from local_system.service import ROOT, Service, ServiceError
@@ -25,6 +25,7 @@ __all__ = [
     "ServiceError",
     "SimulatorProcess",
     "XApiSimulator",
+    "connections",
     "install_debian_packages",
     "project_env",
 ]

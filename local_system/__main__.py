@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 
-from local_system.airflow import BIN, DAG_ID, AirflowStack
+from local_system.airflow import BIN, DAG_ID, AirflowStack, connections
 from local_system.databases import install_debian_packages
 from local_system.kafka import KafkaBroker
 from local_system.service import ROOT, ServiceError, process_start_time, wait_until
@@ -47,13 +47,9 @@ def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
     broker = KafkaBroker(port["KAFKA_PORT"])
     token = os.environ.get("X_BEARER_TOKEN")
     simulator = None
-    if token:
-        twitter = {"conn_type": "twitter", "password": token}
-    else:
-        simulator = SimulatorProcess(
-            port["X_SIM_PORT"], os.environ.get("X_SIM_BEARER_TOKEN", "sim-token"), HOME / "logs"
-        )
-        twitter = {"conn_type": "twitter", "host": simulator.url, "password": simulator.bearer_token}
+    if not token:
+        token = os.environ.get("X_SIM_BEARER_TOKEN", "sim-token")
+        simulator = SimulatorProcess(port["X_SIM_PORT"], token, HOME / "logs")
     kafka = {
         "bootstrap.servers": broker.bootstrap,
         "acks": "all",
@@ -65,11 +61,7 @@ def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
     stack = AirflowStack(
         home=HOME,
         port=port["AIRFLOW_PORT"],
-        connections={
-            # port 0: the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
-            "twitter_default": {**twitter, "port": 0, "description": "X API v2 (make run)"},
-            "kafka_default": {"conn_type": "kafka", "extra": kafka, "description": "Kafka (make run)"},
-        },
+        connections=connections(simulator and simulator.url, token, kafka),
         pools={"x_api": int(os.environ.get("X_API_POOL_SLOTS", "2"))},
         schedule_runs=True,
         parallelism=8,

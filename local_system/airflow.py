@@ -54,6 +54,16 @@ def project_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]
     }
 
 
+def connections(x_api_url: str | None, bearer_token: str, kafka_config: dict[str, Any]) -> dict[str, dict]:
+    """`twitter_default` at the X API (the simulator's URL, or None for the real one) and `kafka_default`
+    with the producer config `kafka_config`, as AirflowStack's `connections` takes them."""
+    # port 0: the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
+    twitter = {"conn_type": "twitter", "password": bearer_token, "port": 0}
+    if x_api_url:
+        twitter["host"] = x_api_url
+    return {"twitter_default": twitter, "kafka_default": {"conn_type": "kafka", "extra": kafka_config}}
+
+
 class AirflowComponent(Service):
     """One of a stack's processes, e.g. `airflow scheduler`; the stack judges their health together."""
 

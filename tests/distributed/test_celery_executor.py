@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from include.records import to_record
-from local_system import DAG_ID, AirflowStack, Postgres, Redis, SimulatorProcess
+from local_system import DAG_ID, AirflowStack, Postgres, Redis, SimulatorProcess, connections
 from tests.helpers import KAFKA_CONFIG, ROOT, past_window, read_topic, x_api_time
 
 WINDOWS = 6
@@ -44,14 +44,7 @@ def cluster(kafka):
             database=postgres.sqlalchemy_url,
             celery_broker=redis.url,
             triggerer=True,
-            connections={
-                "twitter_default": {
-                    "conn_type": "twitter",
-                    "host": simulator.url,
-                    "password": simulator.bearer_token,
-                },
-                "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-            },
+            connections=connections(simulator.url, simulator.bearer_token, KAFKA_CONFIG),
             pools={"x_api": 4},
             settings={"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10"},
         )

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from local_system import DAG_ID, AirflowStack, Postgres, XApiSimulator
+from local_system import DAG_ID, AirflowStack, Postgres, XApiSimulator, connections
 from tests.faults.reliability import SEARCH_PATH
 from tests.helpers import KAFKA_CONFIG, ROOT, past_window, x_api_time
 
@@ -46,10 +46,7 @@ def postgres_stack(kafka, limited_x_api):
             home=ROOT / ".artifacts" / f"airflow-postgres-{AIRFLOW_PORT}",
             port=AIRFLOW_PORT,
             database=postgres.sqlalchemy_url,
-            connections={
-                "twitter_default": {"conn_type": "twitter", "host": limited_x_api.url, "password": TOKEN},
-                "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-            },
+            connections=connections(limited_x_api.url, TOKEN, KAFKA_CONFIG),
             pools={"x_api": POOL_SLOTS},
             parallelism=POOL_SLOTS + 2,
             logging_level="DEBUG",

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from local_system import DAG_ID, AirflowError, AirflowStack, XApiSimulator
+from local_system import DAG_ID, AirflowError, AirflowStack, XApiSimulator, connections
 from tests.helpers import KAFKA_CONFIG, ROOT
 
 __all__ = ["DAG_ID", "AirflowError", "AirflowStack", "airflow_stack", "x_api", "x_api_server"]
@@ -51,15 +51,7 @@ def airflow_stack(kafka, x_api_server):
     stack = AirflowStack(
         home=ROOT / ".artifacts" / f"airflow-system-{TEST_AIRFLOW_PORT}",
         port=TEST_AIRFLOW_PORT,
-        connections={
-            "twitter_default": {
-                "conn_type": "twitter",
-                "host": x_api_server.url,
-                "password": x_api_server.bearer_token,
-                "port": 0,  # the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
-            },
-            "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-        },
+        connections=connections(x_api_server.url, x_api_server.bearer_token, KAFKA_CONFIG),
         pools={"x_api": 1},
     )
     with stack:
