@@ -99,10 +99,10 @@ Watch records arrive:  make tail     Stop everything:  make stop (or Ctrl-C here
     )
 
 
-def stop() -> None:
+def stop(from_run: bool = False) -> None:
     """Stop what `run` started: the foreground `make run` if there is one (it stops the rest itself), then
     whatever is left, by pid files."""
-    if run_pid := running_run():
+    if not from_run and (run_pid := running_run()):
         os.kill(run_pid, signal.SIGTERM)
         wait_until(lambda: not running_run(), 120, f"make run (pid {run_pid}) to stop")
         print(f"make run (pid {run_pid}) stopped with everything it started.", flush=True)
@@ -111,7 +111,7 @@ def stop() -> None:
     PORTS.unlink(missing_ok=True)
     if stopped:
         print(f"Stopped {', '.join(stopped)}.", flush=True)
-    elif not run_pid:
+    elif not from_run and not run_pid:
         print("Nothing of make run was running.", flush=True)
 
 
@@ -146,8 +146,8 @@ def run() -> int:
         print(error, file=sys.stderr, flush=True)
         return 1
     finally:
+        stop(from_run=True)
         RUN_PID.unlink(missing_ok=True)
-        stop()
 
 
 def tail(topic: str, start_from: str) -> None:

@@ -319,7 +319,8 @@ class AirflowStack:
         except AirflowError as error:
             if "answered 409" not in str(error):
                 raise
-            self.api("PATCH", f"/api/v2/pools/{name}", json={"name": name, "slots": slots})
+            body = {"name": name, "slots": slots, "include_deferred": False}
+            self.api("PATCH", f"/api/v2/pools/{name}", params={"update_mask": "slots"}, json=body)
 
     def set_connection(self, conn_id: str, extra: dict | None = None, **fields: Any) -> None:
         """Create or replace a connection in the database."""
