@@ -39,15 +39,26 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str, inter
     return value
 
 
-def process_start_time(pid: int) -> str | None:
-    """The start time of a live, non-zombie process (field 22 of /proc/PID/stat), None when there is none.
-    Set at fork and kept through exec: with the pid it names one process, whatever it runs now."""
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command: state, ppid, pgrp, session, ... (None: no process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command) "
-    return None if fields[0] == "Z" else fields[19]
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_start_time(pid: int) -> str | None:
+    """The start time of a live, non-zombie process, None when there is none. Set at fork and kept through
+    exec: with the pid it names one process, whatever its command line is at the moment."""
+    fields = _stat(pid)
+    return None if fields is None or fields[0] == "Z" else fields[19]
+
+
+def session_members(session: int) -> list[int]:
+    """The live processes of a session: a component started here and everything it started."""
+    stats = {int(entry.name): _stat(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()}
+    return [pid for pid, fields in stats.items() if fields and fields[0] != "Z" and int(fields[3]) == session]
 
 
 class Service:
@@ -163,14 +174,16 @@ class Service:
         return self
 
     def stop(self, timeout: float = 30) -> bool:
-        """Stop its process group (its stop signal, then SIGKILL after `timeout`); whether it ran."""
+        """Stop it: its stop signal to its process group, then, after it exits or `timeout`, SIGKILL to what
+        is left of its session (children that made groups of their own, such as Airflow's task runners);
+        whether it ran."""
         pid = self.pid
         if pid is not None:
             with suppress(ProcessLookupError):
                 os.killpg(pid, self.stop_signal)
             with suppress(ServiceError):
                 wait_until(lambda: not self.running, timeout, f"the {self.name} to stop", 0.1)
-        self._end(pid)
+        self.kill()
         return pid is not None
 
     def remove_state(self) -> None:
@@ -179,18 +192,23 @@ class Service:
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     def kill(self) -> None:
-        """SIGKILL its whole process group, as a crash would."""
-        self._end(self.pid)
-
-    def _end(self, pid: int | None) -> None:
-        if pid is not None:
-            with suppress(ProcessLookupError):  # also what outlived the group's leader
-                os.killpg(pid, signal.SIGKILL)
-            wait_until(lambda: not self.running, 10, f"the {self.name} to die", 0.05)
+        """SIGKILL every process of its session, as a crash would: the component and all it started."""
+        session = self._process.pid if self._process else self._recorded_pid()
+        if session is not None:
+            for member in session_members(session):
+                with suppress(ProcessLookupError):
+                    os.kill(member, signal.SIGKILL)
+            wait_until(lambda: not session_members(session), 10, f"the {self.name} to die", 0.05)
         if self._process is not None:
             self._process.wait()
             self._process = None
         self.pidfile.unlink(missing_ok=True)
+
+    def _recorded_pid(self) -> int | None:
+        try:
+            return int(self.pidfile.read_text().split()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
 
     def __enter__(self) -> Service:
         return self.start()

@@ -6,23 +6,26 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from local_system import Postgres, Service, ServiceError
+from local_system.service import session_members, wait_until
 
 
 class Sleeper(Service):
     """A component that, like `nohup java ...`, runs under its launcher's command line for a while, then
-    execs its own, and leaves a child in its process group."""
+    execs its own, and starts a child that makes a process group of its own (as Airflow's task runners do)."""
 
     name = "sleeper"
     start_timeout = 20
 
     def command(self) -> list[str]:
-        return ["sh", "-c", "sleep 1; exec sh -c 'sleep 300 & echo serving; wait'"]
+        child = f"{sys.executable} -c 'import os, time; os.setpgid(0, 0); time.sleep(300)'"
+        return ["sh", "-c", f'sleep 1; exec sh -c "{child} & echo serving; wait"']
 
     def ready(self) -> bool:
         return "serving" in self.log.read_text()
@@ -38,23 +41,10 @@ class Crasher(Service):
         return False
 
 
-def group_members(pgid: int) -> list[int]:
-    """The live processes of a process group."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
 def test_a_component_is_running_while_its_command_line_changes_and_stops_with_its_children(tmp_path):
     """Expected: right after the fork the new process's command line is still the launcher's; it is judged
     running by its pid and start time, by this object and by another that reads the pid file (as `make
-    stop` does); stop() ends the group, the child in the background too."""
+    stop` does); stop() ends it and its child, although the child left its process group."""
     sleeper = Sleeper(tmp_path)
     sleeper.launch()
     pid = sleeper.pid
@@ -63,12 +53,12 @@ def test_a_component_is_running_while_its_command_line_changes_and_stops_with_it
     sleeper.wait_until_ready()
     assert "sleep 1;" not in Path(f"/proc/{pid}/cmdline").read_text(), "its command line changed"
     assert sleeper.pid == pid
-    assert len(group_members(pid)) == 2, "the component and its child"
+    wait_until(lambda: len(session_members(pid)) == 2, 10, "the child to start")
 
     other = Sleeper(tmp_path)  # no handle on the process: only the pid file
     assert other.pid == pid
     assert other.stop()
-    assert group_members(pid) == []
+    assert session_members(pid) == [], "the child in a process group of its own too"
     assert not sleeper.running and not other.running
     assert not (tmp_path / "sleeper.pid").exists()
 
