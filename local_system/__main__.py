@@ -106,8 +106,9 @@ def stop(from_run: bool = False) -> None:
         os.kill(run_pid, signal.SIGTERM)
         wait_until(lambda: not running_run(), 120, f"make run (pid {run_pid}) to stop")
         print(f"make run (pid {run_pid}) stopped with everything it started.", flush=True)
-    broker, simulator, stack = system()
-    stopped = stack.stop() + [service.name for service in (simulator, broker) if service and service.stop()]
+    broker, _, stack = system()
+    simulator = SimulatorProcess(ports()["X_SIM_PORT"], "", HOME / "logs")  # whatever X_BEARER_TOKEN is now
+    stopped = stack.stop() + [service.name for service in (simulator, broker) if service.stop()]
     PORTS.unlink(missing_ok=True)
     if stopped:
         print(f"Stopped {', '.join(stopped)}.", flush=True)
@@ -144,6 +145,8 @@ def run() -> int:
         return 0
     except ServiceError as error:
         print(error, file=sys.stderr, flush=True)
+        if "is taken" in str(error):
+            print("Other ports: KAFKA_PORT=9192 X_SIM_PORT=8199 AIRFLOW_PORT=8180 make run", file=sys.stderr)
         return 1
     finally:
         stop(from_run=True)

@@ -1,6 +1,6 @@
-"""A component of the local system: one long-running process in a process group of its own, its output in
-a log file, its pid in a pid file (so that `make stop` finds what `make run` started), and a health check.
-"""
+"""A component of the local system: one long-running process in a session of its own (so that stopping it
+ends all it started), its output in a log file, its pid in a pid file (so that `make stop` finds what `make
+run` started), and a health check."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ class Service:
 
     @property
     def pid(self) -> int | None:
-        """The pid of its running process (the leader of its process group), None when it does not run."""
+        """The pid of its running process (the leader of its session), None when it does not run."""
         if self._process is not None:
             return self._process.pid if self._process.poll() is None else None
         try:
@@ -128,13 +128,13 @@ class Service:
     # Life cycle
 
     def launch(self) -> None:
-        """Start its process, in a process group of its own, and return at once (a no-op when it runs)."""
+        """Start its process in a session of its own and return at once (a no-op when it runs)."""
         if self.running:
             return
         for port in self.ports:
             if port_taken(port):
                 raise ServiceError(
-                    f"port {port} of the {self.name} is taken by another process; set its port"
+                    f"port {port} of the {self.name} is taken by another process; give it another port"
                 )
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
