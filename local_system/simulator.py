@@ -9,8 +9,10 @@ from pathlib import Path
 
 import requests
 
-from include.x_api_simulator import XApiSimulator
+import include.x_api_simulator as simulator_package  # the one line that names the simulator's package
 from local_system.service import ROOT, Service
+
+XApiSimulator = simulator_package.XApiSimulator
 
 __all__ = ["SimulatorProcess", "XApiSimulator"]
 
@@ -39,7 +41,7 @@ class SimulatorProcess(Service):
         return [self.port]
 
     def command(self) -> list[str]:
-        command = [sys.executable, "-m", XApiSimulator.__module__, "--port", str(self.port)]
+        command = [sys.executable, "-m", simulator_package.__name__, "--port", str(self.port)]
         command += ["--bearer-token", self.bearer_token]
         for name, value in self.options.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
