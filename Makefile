@@ -51,15 +51,15 @@ test-faults: install
 test-distributed: install
 	$(BIN)/pytest tests/distributed tests/compose
 
-compose-config:
-	scripts/distributed.sh install
+compose-config: install
+	$(BIN)/python -m local_system debian docker-compose
 	docker-compose config -q
 
 kafka-start: install
-	scripts/kafka.sh start
+	$(BIN)/python -m local_system kafka start
 
 kafka-stop:
-	scripts/kafka.sh stop
+	$(BIN)/python -m local_system kafka stop
 
 simulator: install
 	$(BIN)/python -m x_api_simulator
@@ -69,13 +69,13 @@ constraints: install
 	mv constraints.txt.new constraints.txt
 
 run: install
-	scripts/run.sh run
+	$(BIN)/python -m local_system run
 
 stop:
-	scripts/run.sh stop
+	$(BIN)/python -m local_system stop
 
 tail: install
-	scripts/run.sh tail
+	$(BIN)/python -m local_system tail
 
 browser:
 	scripts/install-browser.sh
@@ -83,5 +83,6 @@ browser:
 bench: install
 	$(BIN)/python -m bench.run
 
-clean: kafka-stop
+clean:
+	-test ! -x $(BIN)/python || $(BIN)/python -m local_system stop
 	rm -rf $(VENV) .kafka .pytest_cache .ruff_cache

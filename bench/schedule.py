@@ -13,6 +13,7 @@ rate limit, then freshness and worker-slot seconds of scheduled runs beside a DA
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from datetime import UTC, datetime, timedelta
@@ -20,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.services import BEARER_TOKEN, KAFKA_CONFIG, ROOT
-from tests.system.harness import AirflowStack
-from x_api_simulator import XApiSimulator
+from local_system import AirflowStack, XApiSimulator, connections
 
-PORT = 19580
+PORT = int(os.environ.get("BENCH_AIRFLOW_PORT", "19580"))  # and the next port, its log server
 TOPIC = "tweets-lambda1"  # the scheduled runs' default
 LOOK_BACK = 30
 LIMIT, LIMIT_WINDOW = 10, 60  # requests per seconds, for the catch-up
@@ -49,14 +49,7 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
     stack = AirflowStack(
         home=ROOT / ".artifacts" / "bench" / "airflow-schedule",
         port=PORT,
-        connections={
-            "twitter_default": {
-                "conn_type": "twitter",
-                "host": simulator.url,
-                "password": BEARER_TOKEN,
-            },
-            "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-        },
+        connections=connections(simulator.url, BEARER_TOKEN, KAFKA_CONFIG),
         pools={"x_api": 4},
         schedule_runs=True,
         settings={

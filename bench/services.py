@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -15,7 +14,9 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from local_system import ROOT, KafkaBroker, SimulatorProcess, project_env
+
+ARTIFACTS = ROOT / ".artifacts" / "bench"
 KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "19492"))
 SIMULATOR_PORT = int(os.environ.get("BENCH_X_SIM_PORT", "18499"))
 BEARER_TOKEN = "bench-bearer-token-0123456789"
@@ -36,14 +37,10 @@ SEARCH_PATH = "/2/tweets/search/recent"
 
 
 def subprocess_env(airflow_home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]:
-    """Environment of a benchmark's child process: the project on PYTHONPATH, connections at the services."""
+    """Environment of a benchmark's child process: the project's Airflow settings, connections at the services."""
     return {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **project_env(airflow_home, dags_folder),
         "AIRFLOW_CONN_TWITTER_DEFAULT": json.dumps(
             {"conn_type": "twitter", "host": f"http://127.0.0.1:{SIMULATOR_PORT}", "password": BEARER_TOKEN}
         ),
@@ -56,22 +53,11 @@ def subprocess_env(airflow_home: Path, dags_folder: Path = ROOT / "dags") -> dic
 
 @contextmanager
 def kafka_broker() -> Iterator[str]:
-    """A fresh single-node broker from scripts/kafka.sh on BENCH_KAFKA_PORT; yields its bootstrap servers."""
-    state = ROOT / ".kafka" / f"bench-broker-{KAFKA_PORT}"
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(KAFKA_PORT),
-        "KAFKA_CONTROLLER_PORT": str(KAFKA_PORT + 1),
-        "KAFKA_STATE_DIR": str(state),
-    }
-    script = str(ROOT / "scripts" / "kafka.sh")
-    subprocess.run([script, "stop"], check=True, env=env, stdout=subprocess.DEVNULL)
-    shutil.rmtree(state, ignore_errors=True)
-    subprocess.run([script, "start"], check=True, env=env)
-    try:
-        yield KAFKA_CONFIG["bootstrap.servers"]
-    finally:
-        subprocess.run([script, "stop"], check=True, env=env)
+    """A fresh single-node broker on BENCH_KAFKA_PORT; yields its bootstrap servers."""
+    broker = KafkaBroker(KAFKA_PORT, ROOT / ".kafka" / f"bench-broker-{KAFKA_PORT}")
+    broker.remove_state()
+    with broker:
+        yield broker.bootstrap
 
 
 class SimulatorClient:
@@ -102,43 +88,14 @@ class SimulatorClient:
 @contextmanager
 def x_api_simulator() -> Iterator[SimulatorClient]:
     """The simulator in its own process on BENCH_X_SIM_PORT, with a rate limit no benchmark reaches."""
-    command = [
-        sys.executable,
-        "-m",
-        "x_api_simulator",
-        "--port",
-        str(SIMULATOR_PORT),
-        "--bearer-token",
-        BEARER_TOKEN,
-        "--rate-limit",
-        "1000000",
-    ]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
-    client = SimulatorClient(f"http://127.0.0.1:{SIMULATOR_PORT}")
-    try:
-        for _ in range(100):
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"X API simulator exited with {process.returncode}; is port {SIMULATOR_PORT} free? "
-                    "Set BENCH_X_SIM_PORT to another port"
-                )
-            try:
-                requests.get(f"{client.url}/_sim/health", timeout=1).raise_for_status()
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"X API simulator did not answer on {client.url} within 10 s")
-        yield client
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with SimulatorProcess(SIMULATOR_PORT, BEARER_TOKEN, ARTIFACTS, rate_limit=1_000_000) as simulator:
+        yield SimulatorClient(simulator.url)
 
 
 @contextmanager
 def airflow_home() -> Iterator[Path]:
     """A throw-away AIRFLOW_HOME with a migrated metadata database (for `airflow dags test`)."""
-    home = ROOT / ".artifacts" / "bench" / "airflow-home"
+    home = ARTIFACTS / "airflow-home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     migrate = [sys.executable, "-m", "airflow", "db", "migrate"]

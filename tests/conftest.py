@@ -11,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import BOOTSTRAP, KAFKA_CONFIG, ROOT, TEST_KAFKA_PORT, set_connection
+from local_system import KafkaBroker, XApiSimulator, project_env
+from tests.helpers import KAFKA_CONFIG, ROOT, TEST_KAFKA_PORT, set_connection
 
 # Airflow reads its settings when first imported, so they are set before any test module imports it.
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-test-home-")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
-os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
-os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "plugins")])
-KAFKA_STATE = ROOT / ".kafka" / f"test-broker-{TEST_KAFKA_PORT}"
+os.environ.update(project_env(Path(tempfile.mkdtemp(prefix="airflow-test-home-"))))
 
 
 def pytest_sessionstart(session):
@@ -27,32 +23,22 @@ def pytest_sessionstart(session):
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True)
 
 
-def kafka_script(action: str) -> None:
-    """Run scripts/kafka.sh for the test broker."""
-    env = {**os.environ, "KAFKA_PORT": str(TEST_KAFKA_PORT), "KAFKA_STATE_DIR": str(KAFKA_STATE)}
-    subprocess.run([str(ROOT / "scripts" / "kafka.sh"), action], check=True, env=env)
-
-
 @pytest.fixture(scope="session")
 def kafka() -> str:
-    """A real single-node Kafka broker (KRaft), fresh for the session; yields its bootstrap servers."""
-    pidfile = KAFKA_STATE / "broker.pid"
-    already_running = pidfile.exists() and Path(f"/proc/{pidfile.read_text().strip()}").exists()
-    if not already_running:
-        subprocess.run(["rm", "-rf", str(KAFKA_STATE)], check=True)
-    try:
-        kafka_script("start")
-        yield BOOTSTRAP
-    finally:  # also when the start itself failed half-way
-        if not already_running:
-            kafka_script("stop")
+    """A real single-node Kafka broker (KRaft), fresh for the session (or one of another session still
+    running on the test port, left running); yields its bootstrap servers."""
+    broker = KafkaBroker(TEST_KAFKA_PORT, ROOT / ".kafka" / f"test-broker-{TEST_KAFKA_PORT}")
+    if broker.running:
+        yield broker.bootstrap
+        return
+    broker.remove_state()
+    with broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture
 def simulator():
     """The X API simulator over real HTTP, 40 tweets per minute unless a test sets a minute's count."""
-    from x_api_simulator import XApiSimulator
-
     with XApiSimulator(bearer_token="test-bearer-token-0123456789") as sim:
         yield sim
 

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 import pytest
 import yaml
 
+from local_system import install_debian_packages
 from tests.helpers import ROOT
 
 AIRFLOW_SERVICES = {
@@ -40,7 +41,7 @@ def compose_config(env_file, *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def env_file(tmp_path_factory):
     """.env.example with the two required secrets filled in, as the README tells a user to."""
-    subprocess.run([str(ROOT / "scripts" / "distributed.sh"), "install"], check=True)
+    install_debian_packages("docker-compose")
     text = (ROOT / ".env.example").read_text()
     text = text.replace("AIRFLOW_FERNET_KEY=\n", "AIRFLOW_FERNET_KEY=test-fernet-key\n")
     text = text.replace("AIRFLOW_JWT_SECRET=\n", "AIRFLOW_JWT_SECRET=test-jwt-secret\n")

@@ -5,8 +5,8 @@ simulator as a process of its own. A backfill of past windows must deliver every
 from __future__ import annotations
 
 import json
+import os
 import re
-import tempfile
 import urllib.parse
 import urllib.request
 import uuid
@@ -16,36 +16,41 @@ from pathlib import Path
 import pytest
 
 from include.records import to_record
-from tests.distributed.cluster import (
-    WORKER_LOG_PORTS,
-    Processes,
-    airflow,
-    airflow_env,
-    postgres_and_redis,
-    start_celery_cluster,
-    start_x_api_simulator,
-    wait_until,
-)
-from tests.helpers import DAG_QUERY, KAFKA_CONFIG, past_window, read_topic, x_api_time
+from local_system import DAG_ID, AirflowStack, Postgres, Redis, SimulatorProcess, connections
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, past_window, read_topic, x_api_time
 
 WINDOWS = 6
 TWEETS_PER_MINUTE = 12
-DAG_ID = "tweets_to_kafka"
+POSTGRES_PORT = int(os.environ.get("TEST_POSTGRES_PORT", "15432"))
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "16379"))
+API_PORT = int(os.environ.get("TEST_AIRFLOW_API_PORT", "18380"))  # Celery worker N's log server: API_PORT+1+N
+SIMULATOR_PORT = int(os.environ.get("TEST_X_SIM_PORT", "18399"))
+STATE = ROOT / ".artifacts" / f"distributed-{API_PORT}"
 
 
 @pytest.fixture(scope="module")
 def cluster(kafka):
-    """The whole distributed deployment; yields (Airflow's environment, DSN, processes, simulator URL)."""
-    log_dir = Path(tempfile.mkdtemp(prefix="airflow-distributed-"))
-    processes = Processes(log_dir)
-    with postgres_and_redis() as dsn:
-        try:
-            simulator_url = start_x_api_simulator(processes, TWEETS_PER_MINUTE)
-            env = airflow_env(log_dir / "airflow-home", KAFKA_CONFIG)
-            start_celery_cluster(env, processes)
-            yield env, dsn, processes, simulator_url
-        finally:
-            processes.stop_all()
+    """The whole distributed deployment: (the Airflow stack, PostgreSQL, the simulator process)."""
+    postgres = Postgres(POSTGRES_PORT, STATE / "postgres")
+    redis = Redis(REDIS_PORT, STATE / "redis")
+    simulator = SimulatorProcess(
+        SIMULATOR_PORT, "distributed-test-bearer-token", STATE, rate_per_minute=TWEETS_PER_MINUTE
+    )
+    for service in (postgres, redis, simulator):
+        service.remove_state()  # also what a run killed before its clean-up left running
+    with postgres, redis, simulator:
+        stack = AirflowStack(
+            home=STATE / "airflow-home",
+            port=API_PORT,
+            database=postgres.sqlalchemy_url,
+            celery_broker=redis.url,
+            triggerer=True,
+            connections=connections(simulator.url, simulator.bearer_token, KAFKA_CONFIG),
+            pools={"x_api": 4},
+            settings={"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10"},
+        )
+        with stack:
+            yield stack, postgres, simulator
 
 
 def query(dsn: str, sql: str, *params) -> list[tuple]:
@@ -78,30 +83,22 @@ def workloads_run_by(log_file: Path) -> set[tuple[str, str]]:
 
 
 def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(cluster):
-    env, dsn, processes, simulator_url = cluster
+    stack, postgres, simulator = cluster
+    dsn, simulator_url, workers = postgres.dsn, simulator.url, ("worker1", "worker2")
     topic = f"test-distributed-{uuid.uuid4().hex[:12]}"
     first_start, _ = past_window(20)
     windows = [
         (first_start + timedelta(minutes=i), first_start + timedelta(minutes=i + 1)) for i in range(WINDOWS)
     ]
 
-    for name in WORKER_LOG_PORTS:
-        wait_until(
-            lambda name=name: " ready." in (processes.log_dir / f"{name}.log").read_text(errors="replace"),
+    for name in workers:
+        stack.wait_until(
+            lambda name=name: " ready." in stack.processes[name].log.read_text(errors="replace"),
             180,
             f"Celery {name} to be ready",
-            processes,
         )
-    wait_until(
-        lambda: query(dsn, "SELECT 1 FROM dag WHERE dag_id = %s", DAG_ID),
-        180,
-        "the dag-processor to store the DAG",
-        processes,
-    )
-    airflow(env, "dags", "unpause", DAG_ID)
     # A backfill run's logical date is its window's start; both ends of the date range are inclusive.
-    airflow(
-        env,
+    stack.cli(
         "backfill",
         "create",
         "--dag-id",
@@ -125,9 +122,9 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
         done = len(runs) >= WINDOWS and all(state in ("success", "failed") for _, state, *_ in runs)
         return runs if done else None
 
-    runs = wait_until(finished_runs, 300, f"{WINDOWS} backfill runs to finish", processes, 2)
+    runs = stack.wait_until(finished_runs, 300, f"{WINDOWS} backfill runs to finish")
 
-    logs = f"logs in {processes.log_dir}"
+    logs = f"logs in {stack.home / 'logs'}"
     assert sorted((start, end) for _, _, start, end, _ in runs) == windows
     assert {(state, run_type) for _, state, _, _, run_type in runs} == {("success", "backfill")}, (runs, logs)
     task_states = query(
@@ -152,7 +149,7 @@ def test_a_backfill_on_two_celery_workers_delivers_every_tweet_of_every_window(c
     requested = {r["params"]["start_time"] for r in get_json(f"{simulator_url}/_sim/requests")}
     assert requested == {x_api_time(start) for start, _ in windows}
 
-    by_worker = {name: workloads_run_by(processes.log_dir / f"{name}.log") for name in WORKER_LOG_PORTS}
+    by_worker = {name: workloads_run_by(stack.processes[name].log) for name in workers}
     assert all(by_worker.values()), f"every worker ran tasks: {by_worker}"
     assert set.union(*by_worker.values()) == {(run_id, task_id) for run_id, task_id, *_ in task_states}
     assert not set.intersection(*by_worker.values()), "no task ran on both workers"

@@ -4,12 +4,13 @@ cluster, and the figures of every case, written to .artifacts/reliability.json a
 from __future__ import annotations
 
 import os
-import shutil
 import time
 
 import pytest
 
-from tests.faults.reliability import Broker, Case, Cluster, write_figures
+from local_system import KafkaBroker, KafkaCluster, XApiSimulator
+from tests.faults.reliability import Case, write_figures
+from tests.helpers import ROOT
 
 SIMULATOR_PORT = int(os.environ.get("FAULTS_SIMULATOR_PORT", "18299"))
 BROKER_PORT = int(os.environ.get("FAULTS_KAFKA_PORT", "19310"))
@@ -20,8 +21,6 @@ TOKEN = "test-bearer-token-0123456789"
 @pytest.fixture
 def simulator():
     """The X API simulator on a fixed port (a case may stop and restart it there), 40 tweets a minute."""
-    from x_api_simulator import XApiSimulator
-
     with XApiSimulator(port=SIMULATOR_PORT, bearer_token=TOKEN) as sim:
         yield sim
 
@@ -45,21 +44,20 @@ def case(request, cases) -> Case:
 
 
 @pytest.fixture(scope="session")
-def broker() -> Broker:
-    """A fresh single-node broker, auto-creation off, that tests may kill; stopped after the session."""
-    killable = Broker(BROKER_PORT)
-    shutil.rmtree(killable.state, ignore_errors=True)
-    killable.start()
-    yield killable
-    killable.stop()
+def broker() -> KafkaBroker:
+    """A fresh single-node broker, auto-creation off, that tests may stop, kill and start again."""
+    killable = KafkaBroker(
+        BROKER_PORT, ROOT / ".kafka" / f"faults-broker-{BROKER_PORT}", auto_create_topics=False
+    )
+    killable.remove_state()
+    with killable:
+        yield killable
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
-    """A fresh three-broker KRaft cluster; stopped after the session."""
-    three = Cluster(CLUSTER_BASE_PORT)
-    three.script("stop")
-    shutil.rmtree(three.state, ignore_errors=True)
-    three.script("start")
-    yield three
-    three.script("stop")
+def cluster() -> KafkaCluster:
+    """A fresh three-broker KRaft cluster, whose nodes tests may kill and start again."""
+    three = KafkaCluster(CLUSTER_BASE_PORT)
+    three.remove_state()
+    with three:
+        yield three

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from airflow.dag_processing.dagbag import DagBag
 from airflow.models import DagRun, TaskInstance
@@ -141,66 +137,6 @@ def when_task_is(
 def search_requests(simulator) -> list[tuple[int | None, int | None]]:
     """(page, status) of every search request the simulator received, in order."""
     return [(r["page"], r["status"]) for r in simulator.requests if r["path"] == SEARCH_PATH]
-
-
-class Broker:
-    """A single-node Kafka broker of scripts/kafka.sh that tests may kill and restart (auto-create off)."""
-
-    def __init__(self, port: int):
-        self.port = port
-        self.state = ROOT / ".kafka" / f"faults-broker-{port}"
-        self.bootstrap = f"127.0.0.1:{port}"
-
-    def _script(self, action: str) -> None:
-        env = {
-            **os.environ,
-            "KAFKA_PORT": str(self.port),
-            "KAFKA_STATE_DIR": str(self.state),
-            "KAFKA_AUTO_CREATE_TOPICS": "false",
-        }
-        subprocess.run([str(ROOT / "scripts" / "kafka.sh"), action], check=True, env=env)
-
-    def start(self) -> None:
-        """Start it (again) and wait until it accepts clients; its data survives a kill."""
-        self._script("start")
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    @property
-    def pid(self) -> int:
-        return int((self.state / "broker.pid").read_text())
-
-    def kill(self) -> None:
-        """SIGKILL the broker process, by the pid in its state directory, as a crash would."""
-        pid = self.pid
-        os.kill(pid, signal.SIGKILL)
-        while _alive(pid):
-            time.sleep(0.05)
-
-
-class Cluster:
-    """The three-broker KRaft cluster of scripts/kafka-cluster.sh (RF 3, min.insync.replicas=2)."""
-
-    def __init__(self, base_port: int):
-        self.state = ROOT / ".kafka" / f"cluster-{base_port}"
-        self.env = {
-            **os.environ,
-            "KAFKA_CLUSTER_BASE_PORT": str(base_port),
-            "KAFKA_CLUSTER_STATE_DIR": str(self.state),
-        }
-        self.bootstrap = ",".join(f"127.0.0.1:{base_port + 2 * node}" for node in range(3))
-
-    def script(self, *args: str) -> None:
-        subprocess.run([str(ROOT / "scripts" / "kafka-cluster.sh"), *args], check=True, env=self.env)
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process exists and is not a zombie."""
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
 
 
 def create_topic(bootstrap: str, topic: str, replication: int = 1, partitions: int = 3) -> None:

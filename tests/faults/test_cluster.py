@@ -1,4 +1,4 @@
-"""A three-broker KRaft cluster (scripts/kafka-cluster.sh: replication factor 3, min.insync.replicas=2)
+"""A three-broker KRaft cluster (local_system.KafkaCluster: replication factor 3, min.insync.replicas=2)
 loses one broker in the middle of a run of consecutive windows, with the recommended producer config."""
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def test_one_broker_killed_during_a_run_of_windows_loses_nothing_and_fails_no_ta
     runs = []
     for number, (_, end) in enumerate(windows, 1):
         if number == 3:
-            killer = when_task_is(end, "produce_tweets", "running", lambda: cluster.script("kill-one", "2"))
+            killer = when_task_is(end, "produce_tweets", "running", cluster.node(2).kill)
         if number == 6:
-            cluster.script("restart-one", "2")
+            cluster.node(2).start()
         runs.append(case.run(end, topic=topic))
         if number == 3:
             killer.join(timeout=1)

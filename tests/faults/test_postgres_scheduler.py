@@ -1,4 +1,4 @@
-"""With the real scheduler on PostgreSQL (tests/system/harness.py; Airflow 3.3.2 refuses backfills this large
+"""With the real scheduler on PostgreSQL (local_system.AirflowStack; Airflow 3.3.2 refuses backfills this large
 on SQLite under concurrent access) and every log at DEBUG: a backfill of 120 past windows runs into the X API's
 rate limit and still delivers every tweet, and no task log file holds a secret at DEBUG level."""
 
@@ -12,13 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from tests.distributed.cluster import postgres_and_redis
+from local_system import DAG_ID, AirflowStack, Postgres, XApiSimulator, connections
 from tests.faults.reliability import SEARCH_PATH
 from tests.helpers import KAFKA_CONFIG, ROOT, past_window, x_api_time
-from tests.system.harness import DAG_ID, AirflowStack
 
 POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
-REDIS_PORT = int(os.environ.get("FAULTS_REDIS_PORT", "16389"))
 AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))  # its worker log server takes the next one
 TOKEN = "postgres-stack-bearer-token-0123456789"
 POOL_SLOTS = 4
@@ -34,8 +32,6 @@ RATE_WINDOW = 60
 @pytest.fixture(scope="module")
 def limited_x_api():
     """The X API simulator of this module, at the default (generous) rate limit unless a test lowers it."""
-    from x_api_simulator import XApiSimulator
-
     with XApiSimulator(bearer_token=TOKEN) as simulator:
         yield simulator
 
@@ -43,15 +39,14 @@ def limited_x_api():
 @pytest.fixture(scope="module")
 def postgres_stack(kafka, limited_x_api):
     """Scheduler, dag-processor and api-server (LocalExecutor) on a fresh PostgreSQL, every log at DEBUG."""
-    with postgres_and_redis(POSTGRES_PORT, REDIS_PORT) as dsn:
+    postgres = Postgres(POSTGRES_PORT, ROOT / ".artifacts" / f"postgres-{POSTGRES_PORT}")
+    postgres.remove_state()
+    with postgres:
         stack = AirflowStack(
             home=ROOT / ".artifacts" / f"airflow-postgres-{AIRFLOW_PORT}",
             port=AIRFLOW_PORT,
-            database=dsn.replace("postgresql://", "postgresql+psycopg2://"),
-            connections={
-                "twitter_default": {"conn_type": "twitter", "host": limited_x_api.url, "password": TOKEN},
-                "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-            },
+            database=postgres.sqlalchemy_url,
+            connections=connections(limited_x_api.url, TOKEN, KAFKA_CONFIG),
             pools={"x_api": POOL_SLOTS},
             parallelism=POOL_SLOTS + 2,
             logging_level="DEBUG",

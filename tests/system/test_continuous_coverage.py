@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.records import to_record
+from local_system import AirflowStack, XApiSimulator, connections
 from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, x_api_time
-from tests.system.harness import TEST_X_BEARER_TOKEN, AirflowStack
-from x_api_simulator import XApiSimulator
+from tests.system.harness import TEST_X_BEARER_TOKEN
 
 pytestmark = pytest.mark.wall_clock
 
@@ -59,14 +59,7 @@ def stack(kafka, simulator):
     airflow = AirflowStack(
         home=ROOT / ".artifacts" / f"airflow-coverage-{PORT}",
         port=PORT,
-        connections={
-            "twitter_default": {
-                "conn_type": "twitter",
-                "host": simulator.url,
-                "password": TEST_X_BEARER_TOKEN,
-            },
-            "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
-        },
+        connections=connections(simulator.url, TEST_X_BEARER_TOKEN, KAFKA_CONFIG),
         pools={"x_api": 2},
         schedule_runs=True,
         settings={
