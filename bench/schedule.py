@@ -28,6 +28,7 @@ TOPIC = "tweets-lambda1"  # the scheduled runs' default
 LOOK_BACK = 30
 LIMIT, LIMIT_WINDOW = 10, 60  # requests per seconds, for the catch-up
 SETTLE = timedelta(seconds=30)
+RECOMMENDED_KAFKA_CONFIG = {**KAFKA_CONFIG, "transactional.id": "tweets-to-kafka"}  # a transaction per window
 MINUTE = timedelta(minutes=1)
 
 
@@ -49,7 +50,7 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
     stack = AirflowStack(
         home=ROOT / ".artifacts" / "bench" / "airflow-schedule",
         port=PORT,
-        connections=connections(simulator.url, BEARER_TOKEN, KAFKA_CONFIG),
+        connections=connections(simulator.url, BEARER_TOKEN, RECOMMENDED_KAFKA_CONFIG),
         pools={"x_api": 4},
         schedule_runs=True,
         settings={
