@@ -15,10 +15,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import median
+from types import SimpleNamespace
 from typing import Any
 
 from bench.services import records_in
 from include.records import serialise, to_record
+from twitter_provider.timetables import SearchableMinuteTimetable
 
 PARTITIONS = 3
 TRANSACTIONAL_CONN_ID = "kafka_transactional"  # kafka_default with a transactional.id (bench/services.py)
@@ -75,7 +77,15 @@ class ProduceBenchmark:
         topic = f"bench-produce-{uuid.uuid4().hex[:12]}"
         for future in self.admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
             future.result()
-        return topic
+        # Measure producing, not a new topic's propagation: wait until each partition has its leader.
+        for _ in range(100):
+            partitions = self.admin.list_topics(topic, timeout=10).topics[topic].partitions
+            if len(partitions) == PARTITIONS and all(
+                p.leader >= 0 and not p.error for p in partitions.values()
+            ):
+                return topic
+            time.sleep(0.05)
+        raise RuntimeError(f"topic {topic} has no leader for every partition after 5 s")
 
     def measure(self, produce: Callable[[list[dict], str], None], records: list[dict]) -> float:
         """Records per second of one run of `produce`, from the first record to the last acknowledgement."""
@@ -154,7 +164,11 @@ class ProduceBenchmark:
         task.producer_function_kwargs = {"records": records, "record_format": "json"}  # the rendered XComArg
         window = datetime.now(UTC).replace(second=0, microsecond=0)
         task.execute(
-            context={"data_interval_start": window, "data_interval_end": window + timedelta(minutes=1)}
+            context={
+                "dag": SimpleNamespace(timetable=SearchableMinuteTimetable()),
+                "data_interval_start": window,
+                "data_interval_end": window + timedelta(minutes=1),
+            }
         )
 
 

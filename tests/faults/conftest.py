@@ -10,7 +10,7 @@ import pytest
 
 from local_system import KafkaBroker, KafkaCluster, XApiSimulator
 from tests.faults.reliability import Case, write_figures
-from tests.helpers import ROOT
+from tests.helpers import KAFKA_CONFIG, ROOT, set_connection
 
 SIMULATOR_PORT = int(os.environ.get("FAULTS_SIMULATOR_PORT", "18299"))
 BROKER_PORT = int(os.environ.get("FAULTS_KAFKA_PORT", "19310"))
@@ -61,3 +61,18 @@ def cluster() -> KafkaCluster:
     three.remove_state()
     with three:
         yield three
+
+
+@pytest.fixture
+def own_broker(broker, monkeypatch):
+    """`kafka_default` (the recommended, transactional one) at the suite's killable broker, running when the
+    test starts and ends."""
+    broker.start()
+    set_connection(
+        monkeypatch,
+        "kafka_default",
+        conn_type="kafka",
+        extra={**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap},
+    )
+    yield broker
+    broker.start()

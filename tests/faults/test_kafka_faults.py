@@ -19,20 +19,6 @@ pytestmark = pytest.mark.usefixtures("connections")
 SUCCESS = {"fetch_tweets": "success", "produce_tweets": "success"}
 
 
-@pytest.fixture
-def own_broker(broker, monkeypatch):
-    """`kafka_default` at the test's own broker, which is running when the test starts and ends."""
-    broker.start()
-    set_connection(
-        monkeypatch,
-        "kafka_default",
-        conn_type="kafka",
-        extra={**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap},
-    )
-    yield broker
-    broker.start()
-
-
 def test_broker_down_before_produce_fails_the_try_and_the_retry_delivers(case, simulator, own_broker, topic):
     """Expected: fetch succeeds; produce fails after message.timeout.ms (15 s) with the broker down; the
     broker is back while the task waits for its retry, which delivers everything."""

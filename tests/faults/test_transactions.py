@@ -25,20 +25,6 @@ LARGE_WINDOW = 20_000  # 200 pages
 SMALL_BATCHES = {"batch.size": 2000}
 
 
-@pytest.fixture
-def own_broker(broker, monkeypatch):
-    """`kafka_default` (transactional) at the suite's killable broker, running when the test starts and ends."""
-    broker.start()
-    set_connection(
-        monkeypatch,
-        "kafka_default",
-        conn_type="kafka",
-        extra={**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap},
-    )
-    yield broker
-    broker.start()
-
-
 def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     case, simulator, own_broker, topic, monkeypatch, tmp_path
 ):
