@@ -215,6 +215,15 @@ class AirflowStack:
             raise
         return self
 
+    def resume(self, timeout: float = 240) -> AirflowStack:
+        """Start the components again after kill(), as a host that comes back does: on the database as it
+        is, with nothing migrated or stored; return when the scheduler heartbeats."""
+        self.processes = self._components()
+        for process in self.processes.values():
+            process.launch()
+        self._wait_until_healthy(timeout)
+        return self
+
     def stop(self) -> list[str]:
         """Stop each component and its children (SIGTERM, then SIGKILL after 30 s), by process group;
         return the names of those that ran."""

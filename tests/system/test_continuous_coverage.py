@@ -155,7 +155,7 @@ def test_every_window_of_a_crash_of_every_airflow_process_gets_its_run(stack, si
 
     stack.kill()
     time.sleep(OUTAGE)
-    stack.start(fresh=False)
+    stack.resume()
     restarted = datetime.now(UTC)
 
     runs = wait_until_settled(stack, due_by(restarted) + MINUTE)
@@ -187,7 +187,7 @@ def test_an_outage_past_the_horizon_reports_the_unreachable_windows_and_runs_the
     stack.settings["AIRFLOW__TWEETS_TO_KAFKA__SEARCH_HORIZON_MINUTES"] = str(HORIZON)
     simulator.search_horizon = HORIZON * 60
     time.sleep(300)
-    stack.start(fresh=False)
+    stack.resume()
 
     runs = wait_until_settled(stack, due_by(datetime.now(UTC)) + MINUTE)
     reported: set[datetime] = set()
