@@ -13,6 +13,7 @@ rate limit, then freshness and worker-slot seconds of scheduled runs beside a DA
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.services import BEARER_TOKEN, KAFKA_CONFIG, ROOT
+from tests.helpers import write_stream_file
 from tests.system.harness import AirflowStack
 from x_api_simulator import XApiSimulator
 
-PORT = 19580
-TOPIC = "tweets-lambda1"  # the scheduled runs' default
+PORT = int(
+    os.environ.get("BENCH_AIRFLOW_PORT", "19580")
+)  # the api-server; the worker log server takes the next
+TOPIC = "tweets-lambda1"  # the seed stream's
+QUERY = "Apple OR iphone OR iPhone"
 LOOK_BACK = 30
 LIMIT, LIMIT_WINDOW = 10, 60  # requests per seconds, for the catch-up
 SETTLE = timedelta(seconds=30)
@@ -61,7 +66,17 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
         schedule_runs=True,
         settings={
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES": str(LOOK_BACK),
+            "TWEETS_TO_KAFKA_STREAMS": str(
+                write_stream_file(
+                    dags.with_name("schedule-streams.yaml"),
+                    {
+                        "name": "tweets_to_kafka",
+                        "query": QUERY,
+                        "topic": TOPIC,
+                        "look_back_minutes": LOOK_BACK,
+                    },
+                )
+            ),
         },
     )
     with stack:

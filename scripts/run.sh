@@ -38,6 +38,7 @@ export PYTHONPATH=$root:$root/plugins
 export AIRFLOW__CORE__DAGS_FOLDER=$root/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER=$root/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
+export AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL=x_api  # created below; every stream's searches share it
 export AIRFLOW__CORE__EXECUTOR=LocalExecutor
 export AIRFLOW__CORE__PARALLELISM=8
 export AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False

@@ -77,6 +77,7 @@ def airflow_env(home: Path, kafka_config: dict) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL": "x_api",
         # Only the backfill runs: no scheduled run of the current minute competes with them.
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",

@@ -72,7 +72,8 @@ class AirflowStack:
         (SQLite has one writer at a time, so Airflow refuses to create large backfills on it)
     :param logging_level: the level of every component's and task's log
     :param settings: more environment variables of every component, e.g. Airflow settings
-        (`AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES`); a change takes effect at the next start()
+        (`AIRFLOW__TWEETS_TO_KAFKA__SEARCH_HORIZON_MINUTES`) or `TWEETS_TO_KAFKA_STREAMS` (another stream
+        file); a change takes effect at the next start()
     """
 
     home: Path
@@ -123,6 +124,8 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
+            # The streams' searches share the x_api pool where the stack has one, as make run's do.
+            **({"AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL": "x_api"} if "x_api" in self.pools else {}),
             **self.settings,
         }
 
