@@ -1,5 +1,6 @@
 """Two streams of one stream file under the real scheduler: each topic holds exactly its query's tweets of
-every window, and a fault in one stream's windows leaves the other's runs untouched."""
+every window, and a fault in one stream's windows leaves the other's runs untouched. The stack has no `x_api`
+pool, as an Airflow that the package is copied into: the runs must work without it."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def simulator():
 
 @pytest.fixture(scope="module")
 def stack(kafka, simulator):
-    """Both streams scheduled every minute; the second's connection has a revoked token (answered 401)."""
+    """Both streams scheduled every minute, no pool created; the second's connection has a revoked token
+    (answered 401)."""
     home = ROOT / ".artifacts" / f"airflow-streams-{PORT}"
     streams = write_stream_file(
         home.with_name(f"{home.name}-streams.yaml"),
@@ -52,7 +54,6 @@ def stack(kafka, simulator):
             "x_other": {**twitter, "password": "a-revoked-token"},
             "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
         },
-        pools={"x_api": 2},
         schedule_runs=True,
         settings={"TWEETS_TO_KAFKA_STREAMS": str(streams)},
     )

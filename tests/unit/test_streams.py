@@ -154,3 +154,16 @@ def test_streams_within_the_budget_or_on_other_apps_get_no_warning(monkeypatch, 
 
     assert not [line for line in caplog.messages if "X API requests per 15 minutes" in line]
     assert len(bag.dags) == 5 and bag.import_errors == {}
+
+
+def test_searches_use_the_x_api_pool_only_where_the_deployment_names_it(monkeypatch, tmp_path):
+    """Without the setting (an Airflow that has no x_api pool) the runs take Airflow's default pool, two
+    searches at a time per stream, rather than wait forever for a pool nobody created."""
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE)
+
+    fetch = parse(monkeypatch, path).dags["apple"].get_task("fetch_tweets")
+    assert (fetch.pool, fetch.max_active_tis_per_dag) == ("default_pool", 2)
+
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL", "x_api")
+    fetch = parse(monkeypatch, path).dags["apple"].get_task("fetch_tweets")
+    assert (fetch.pool, fetch.max_active_tis_per_dag) == ("x_api", None)
