@@ -27,7 +27,7 @@ from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
-FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12, "streams": 5}
+FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12, "streams": 3}
 QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1, "schedule": 3, "streams": 2}
 SECTIONS = ("requests", "fetch", "produce", "parse", "memory", "dag_run", "schedule", "streams")
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
