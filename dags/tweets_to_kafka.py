@@ -7,7 +7,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
-from airflow.sdk import DAG, Param, conf, task
+from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
 from include.kafka_delivery import TOPIC_ALIAS, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
@@ -140,5 +140,9 @@ try:
     STREAMS = read_streams()
 except StreamFileError:
     STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+# A task process parses this file for its own DAG only (Airflow names it in the parsing context): it builds that
+# stream's DAG alone, so a task's start-up does not grow with the number of streams.
+_running = get_parsing_context().dag_id
 for _stream in STREAMS.streams if STREAMS else ():
-    stream_dag(_stream, STREAMS)
+    if _running in (None, _stream.name):
+        stream_dag(_stream, STREAMS)

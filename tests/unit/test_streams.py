@@ -167,3 +167,11 @@ def test_searches_use_the_x_api_pool_only_where_the_deployment_names_it(monkeypa
     monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL", "x_api")
     fetch = parse(monkeypatch, path).dags["apple"].get_task("fetch_tweets")
     assert (fetch.pool, fetch.max_active_tis_per_dag) == ("x_api", None)
+
+
+def test_a_task_process_builds_only_its_own_streams_dag(monkeypatch, tmp_path):
+    """The task runner names the DAG it runs in the parsing context (as this environment variable)."""
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "french")
+
+    assert list(parse(monkeypatch, path).dags) == ["french"]
