@@ -22,9 +22,11 @@ from typing import Any
 
 from bench.services import BEARER_TOKEN, KAFKA_CONFIG, ROOT
 from local_system import AirflowStack, XApiSimulator, connections
+from tests.helpers import write_stream_file
 
 PORT = int(os.environ.get("BENCH_AIRFLOW_PORT", "19580"))  # and the next port, its log server
-TOPIC = "tweets-lambda1"  # the scheduled runs' default
+TOPIC = "tweets-lambda1"  # the seed stream's
+QUERY = "Apple OR iphone OR iPhone"
 LOOK_BACK = 30
 LIMIT, LIMIT_WINDOW = 10, 60  # requests per seconds, for the catch-up
 SETTLE = timedelta(seconds=30)
@@ -55,7 +57,17 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
         schedule_runs=True,
         settings={
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES": str(LOOK_BACK),
+            "TWEETS_TO_KAFKA_STREAMS": str(
+                write_stream_file(
+                    dags.with_name("schedule-streams.yaml"),
+                    {
+                        "name": "tweets_to_kafka",
+                        "query": QUERY,
+                        "topic": TOPIC,
+                        "look_back_minutes": LOOK_BACK,
+                    },
+                )
+            ),
         },
     )
     with stack:

@@ -1,90 +1,116 @@
-"""
-### tweets_to_kafka
-
-Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
-`query` from the X API v2 recent search, and write them to the Kafka topic `topic`, keyed by tweet id.
-
-Each minute gets one scheduled run, named by its window (`scheduled__2026-11-25T16:06--16:07Z` covers
-[16:06, 16:07) UTC), which starts once the minute is searchable (30 s after its end). Minutes missed while
-Airflow was down or the DAG paused run later, oldest first; minutes beyond the search's 7-day reach are
-reported by the first run after them. Settings (`[tweets_to_kafka]` in airflow.cfg, or
-`AIRFLOW__TWEETS_TO_KAFKA__<KEY>`): `look_back_minutes` (0), `settle_seconds` (30).
-
-- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `twitter_default`).
-- **produce_tweets** writes one record per tweet with the Kafka provider's `ProduceToTopicOperator`
-  (connection `kafka_default`) and fails if the broker does not acknowledge every record.
-
-Records are JSON (`record_format=json`) or the Lambda Architecture seed's `;` line (`seed`).
-A run either delivers every tweet of its window or fails, and a retry or rerun writes the same keys.
-"""
+"""Every stream of the stream file (include/streams.yaml) as a DAG: the tweets of its X query, minute by
+minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
 from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, announce_topic, check_kafka_connection
 from include.records import RECORD_FORMATS
-from twitter_provider.timetables import SearchableMinuteTimetable
+from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
+from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
 
 log = logging.getLogger(__name__)
-X_API_POOL = "x_api"  # bounds concurrent X API searches, e.g. in a backfill; make run creates it
-schedule = SearchableMinuteTimetable.from_settings("tweets_to_kafka")
+# The pool that bounds concurrent X API searches of all streams, where the deployment created one (make run,
+# docker-compose: `x_api`). Without it, each stream makes at most SEARCHES_PER_STREAM searches at once.
+X_API_POOL = conf.get("tweets_to_kafka", "x_api_pool", fallback="") or None
+SEARCHES_PER_STREAM = 2
+DOC = """### {name}
+
+Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
+`query` from the X API v2 recent search, and write them to the Kafka topic `topic`, keyed by tweet id.
+This DAG is the stream `{name}` of the stream file `{path}`: its query, topic, record format, schedule
+and connections come from there (each stream of the file is a DAG of this file).
+
+Each minute gets one scheduled run, named by its window (`scheduled__2026-11-25T16:06--16:07Z` covers
+[16:06, 16:07) UTC), which starts once the minute is searchable (`settle_seconds`, {settle_seconds:g} s,
+after its end). Minutes missed while Airflow was down or the DAG paused run later, oldest first; minutes
+beyond the search's 7-day reach are reported by the first run after them. When first enabled, it starts
+`look_back_minutes` ({look_back_minutes}) before the current minute.
+
+- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`).
+- **produce_tweets** writes one record per tweet with `ProduceWindowOperator`, the Kafka provider's
+  `ProduceToTopicOperator` writing the window in one transaction when the connection has a `transactional.id`
+  (connection `{kafka_conn_id}`) and fails if the broker does not acknowledge every record.
+
+Records are JSON (`record_format=json`) or the Lambda Architecture seed's `;` line (`seed`).
+A run either delivers every tweet of its window or fails, and a retry or rerun writes the same keys.
+Manual runs may override `query`, `topic` and `record_format` in their conf."""
 
 
-@dag(
-    dag_id="tweets_to_kafka",
-    schedule=schedule,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
-    catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
-    max_active_runs=4,
-    dagrun_timeout=timedelta(minutes=30),
-    default_args={
-        "retries": 3,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-        "execution_timeout": timedelta(minutes=10),
-    },
-    params={
-        "query": Param(
-            "Apple OR iphone OR iPhone",
-            type="string",
-            pattern=r"\S",  # not blank
-            maxLength=512,  # the X API's limit for recent search
-            description="X API recent-search query (at most 512 characters)",
-        ),
-        "topic": Param(
-            "tweets-lambda1",
-            type="string",
-            pattern=r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$",  # Kafka's legal topic names
-            description="Kafka topic to write to",
-        ),
-        "record_format": Param(
-            "json",
-            enum=list(RECORD_FORMATS),
-            description="json: one JSON object per tweet; seed: the seed's ';' line",
-        ),
-    },
-    tags=["x-api", "kafka", "ingestion"],
-    doc_md=__doc__,
-)
-def tweets_to_kafka():
+def stream_dag(stream: Stream, streams: Streams) -> DAG:
+    """The DAG of one stream: its schedule from the stream's settings, its params from the stream."""
+    schedule = SearchableMinuteTimetable(
+        settle=stream.settle, look_back=stream.look_back_minutes, horizon=search_horizon()
+    )
+    with (
+        DAG(
+            dag_id=stream.name,
+            schedule=schedule,
+            start_date=datetime(2026, 1, 1, tzinfo=UTC),
+            catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
+            max_active_runs=4,
+            dagrun_timeout=timedelta(minutes=30),
+            default_args={
+                "retries": 3,
+                "retry_delay": timedelta(seconds=20),
+                "retry_exponential_backoff": True,
+                "max_retry_delay": timedelta(minutes=10),
+                "execution_timeout": timedelta(minutes=10),
+            },
+            params={
+                "query": Param(
+                    stream.query,
+                    type="string",
+                    pattern=r"\S",  # not blank
+                    maxLength=MAX_QUERY_LENGTH,
+                    description=f"X API recent-search query (at most {MAX_QUERY_LENGTH} characters)",
+                ),
+                "topic": Param(
+                    stream.topic, type="string", pattern=KAFKA_TOPIC, description="Kafka topic to write to"
+                ),
+                "record_format": Param(
+                    stream.record_format,
+                    enum=list(RECORD_FORMATS),
+                    description="json: one JSON object per tweet; seed: the seed's ';' line",
+                ),
+            },
+            tags=["x-api", "kafka", "ingestion", f"stream:{stream.name}"],
+            doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
+        ) as stream_dag
+    ):
+        tweets_to_kafka(stream, schedule, streams.budget_warning(stream))
+    return stream_dag
+
+
+def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None) -> None:
+    """The tasks of a stream's DAG."""
+    if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
+        log.warning("%s", budget_warning)
+
     # Its timeout leaves room to wait out a rate limit: X resets it within 15 minutes.
-    @task(pool=X_API_POOL, execution_timeout=timedelta(minutes=20), show_return_value_in_logs=False)
+    @task(
+        pool=X_API_POOL or "default_pool",
+        max_active_tis_per_dag=None if X_API_POOL else SEARCHES_PER_STREAM,
+        execution_timeout=timedelta(minutes=20),
+        show_return_value_in_logs=False,
+    )
     def fetch_tweets(**context) -> list[dict]:
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
         from include import windows
         from include.records import to_record
         from twitter_provider.hooks import TwitterHook
 
+        if budget_warning:
+            log.warning("%s", budget_warning)
         start, end = windows.run_window(context, schedule)
         windows.skip_if_unreachable(start, end, schedule)
         unreachable = windows.unreachable_before(context, start)
         windows.wait_until_searchable(end, schedule)
-        tweets = TwitterHook().search_window(context["params"]["query"], start, end)
+        tweets = TwitterHook(stream.twitter_conn_id).search_window(context["params"]["query"], start, end)
         log.info(
             "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
         )
@@ -93,7 +119,7 @@ def tweets_to_kafka():
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
         task_id="produce_tweets",
-        kafka_config_id="kafka_default",
+        kafka_config_id=stream.kafka_conn_id,
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
         producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
@@ -109,4 +135,13 @@ def tweets_to_kafka():
     )
 
 
-tweets_to_kafka()
+try:
+    STREAMS = read_streams()
+except StreamFileError:
+    STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+# A task process parses this file for its own DAG only (Airflow names it in the parsing context): it builds that
+# stream's DAG alone, so a task's start-up does not grow with the number of streams.
+_running = get_parsing_context().dag_id
+for _stream in STREAMS.streams if STREAMS else ():
+    if _running in (None, _stream.name):
+        stream_dag(_stream, STREAMS)

@@ -100,7 +100,8 @@ class AirflowStack:
     :param database: SQLAlchemy URL of a PostgreSQL database; None for a SQLite file in `home`
         (SQLite has one writer at a time, so Airflow refuses to create large backfills on it)
     :param logging_level: the level of every component's and task's log
-    :param settings: more environment variables for every component, e.g. AIRFLOW__SECTION__KEY
+    :param settings: more environment variables for every component, e.g. AIRFLOW__SECTION__KEY or
+        `TWEETS_TO_KAFKA_STREAMS` (another stream file); a change takes effect at the next start
     :param celery_broker: a Redis URL: CeleryExecutor with `celery_workers` workers (needs `database`);
         None: LocalExecutor, tasks run as the scheduler's children
     :param triggerer: whether to run a triggerer too
@@ -156,6 +157,8 @@ class AirflowStack:
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
         }
+        if "x_api" in self.pools:  # the pool every stream's searches then share (see dags/tweets_to_kafka.py)
+            env["AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL"] = "x_api"
         if self.celery_broker:
             env["AIRFLOW__CELERY__BROKER_URL"] = self.celery_broker
             env["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{self.database}"

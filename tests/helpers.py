@@ -26,6 +26,15 @@ KAFKA_CONFIG = {
 DAG_QUERY = "Apple OR iphone OR iPhone"  # the DAG's default query param; most posts of the simulator match
 
 
+def write_stream_file(path: Path, *streams: dict, **settings) -> Path:
+    """Write a stream file (see include/streams.yaml) with these streams and top-level settings."""
+    import yaml
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({**settings, "streams": list(streams)}, sort_keys=False))
+    return path
+
+
 def set_connection(monkeypatch, conn_id: str, **fields) -> None:
     """Define an Airflow connection as AIRFLOW_CONN_<ID> JSON for the rest of the test."""
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields))

@@ -16,6 +16,14 @@ SEARCH_HORIZON = timedelta(days=7)  # the recent search reaches this far back
 HORIZON_MARGIN = timedelta(minutes=1)
 
 
+def search_horizon() -> timedelta:
+    """How far back the recent search reaches: 7 days, or, for tests only, `search_horizon_minutes` of the
+    `[tweets_to_kafka]` section of Airflow's configuration (`AIRFLOW__TWEETS_TO_KAFKA__SEARCH_HORIZON_MINUTES`)."""
+    return (
+        conf.getint("tweets_to_kafka", "search_horizon_minutes", fallback=SEARCH_HORIZON // WINDOW) * WINDOW
+    )
+
+
 def floor_minute(moment: DateTime) -> DateTime:
     return moment.replace(second=0, microsecond=0)
 
@@ -56,21 +64,6 @@ class SearchableMinuteTimetable(Timetable):
         self.settle = settle
         self.look_back = look_back
         self.horizon = horizon
-
-    @classmethod
-    def from_settings(cls, section: str) -> SearchableMinuteTimetable:
-        """Built from a section of Airflow's configuration (airflow.cfg, or `AIRFLOW__<SECTION>__<KEY>`):
-        `settle_seconds` (30), `look_back_minutes` (0) and, for tests only, `search_horizon_minutes`."""
-        settle = conf.getfloat(section, "settle_seconds", fallback=SETTLE.total_seconds())
-        look_back = conf.getint(section, "look_back_minutes", fallback=0)
-        horizon = conf.getint(section, "search_horizon_minutes", fallback=SEARCH_HORIZON // WINDOW)
-        try:
-            return cls(settle=timedelta(seconds=settle), look_back=look_back, horizon=horizon * WINDOW)
-        except ValueError as error:
-            raise ValueError(
-                f"Airflow configuration [{section}] (settle_seconds={settle:g}, look_back_minutes={look_back}, "
-                f"search_horizon_minutes={horizon}): {error}"
-            ) from None
 
     @property
     def summary(self) -> str:

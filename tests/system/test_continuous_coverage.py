@@ -19,7 +19,7 @@ import pytest
 
 from include.records import to_record
 from local_system import AirflowStack, XApiSimulator, connections
-from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, write_stream_file, x_api_time
 from tests.system.harness import TEST_X_BEARER_TOKEN
 
 pytestmark = pytest.mark.wall_clock
@@ -56,14 +56,19 @@ def simulator():
 @pytest.fixture(scope="module")
 def stack(kafka, simulator):
     """Airflow that schedules every minute, first enabled with a look-back of two minutes."""
+    home = ROOT / ".artifacts" / f"airflow-coverage-{PORT}"
+    streams = write_stream_file(
+        home.with_name(f"{home.name}-streams.yaml"),
+        {"name": "tweets_to_kafka", "query": DAG_QUERY, "topic": TOPIC, "look_back_minutes": LOOK_BACK},
+    )
     airflow = AirflowStack(
-        home=ROOT / ".artifacts" / f"airflow-coverage-{PORT}",
+        home=home,
         port=PORT,
         connections=connections(simulator.url, TEST_X_BEARER_TOKEN, KAFKA_CONFIG),
         pools={"x_api": 2},
         schedule_runs=True,
         settings={
-            "AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES": str(LOOK_BACK),
+            "TWEETS_TO_KAFKA_STREAMS": str(streams),
             # A task killed with its worker is failed (then retried) a minute after its last heartbeat, not 5.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
         },

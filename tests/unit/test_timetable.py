@@ -166,24 +166,10 @@ def test_serialises_to_the_same_timetable():
     assert (again.settle, again.look_back, again.horizon) == (timedelta(seconds=12), 3, timedelta(hours=2))
 
 
-def test_settings_come_from_airflows_configuration(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES", "15")
-    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__SETTLE_SECONDS", "45")
-
-    timetable = SearchableMinuteTimetable.from_settings("tweets_to_kafka")
-
-    assert (timetable.look_back, timetable.settle, timetable.horizon) == (
-        15,
-        timedelta(seconds=45),
-        timedelta(days=7),
-    )
-
-
-def test_an_impossible_setting_names_the_section_and_its_values(monkeypatch):
-    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__LOOK_BACK_MINUTES", "-5")
-
-    with pytest.raises(ValueError, match=r"\[tweets_to_kafka\] .*look_back_minutes=-5.*look_back >= 0"):
-        SearchableMinuteTimetable.from_settings("tweets_to_kafka")
+def test_the_search_horizon_is_seven_days_unless_a_test_shortens_it(monkeypatch):
+    assert timetables.search_horizon() == timedelta(days=7)
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__SEARCH_HORIZON_MINUTES", "4")
+    assert timetables.search_horizon() == timedelta(minutes=4)
 
 
 @pytest.mark.parametrize(

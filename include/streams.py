@@ -1,0 +1,148 @@
+"""The stream file (`include/streams.yaml`, or the file that `TWEETS_TO_KAFKA_STREAMS` names): which X
+query goes to which Kafka topic, each stream one DAG. Reading it is cheap (YAML and pydantic)."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+STREAM_FILE = Path(__file__).with_name("streams.yaml")
+STREAM_FILE_SETTING = "TWEETS_TO_KAFKA_STREAMS"  # env: another stream file, e.g. for a test stack
+REQUESTS_PER_STREAM = 15  # per 15 minutes: one search a minute, more for minutes of over 100 tweets
+KAFKA_TOPIC = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$"  # Kafka's legal topic names
+MAX_QUERY_LENGTH = 512  # the X API's limit for recent search (self-serve access)
+
+
+class Stream(BaseModel):
+    """One entry of the stream file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
+
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,200}$")]  # the DAG id
+    query: Annotated[str, Field(pattern=r"\S", max_length=MAX_QUERY_LENGTH)]
+    topic: Annotated[str, Field(pattern=KAFKA_TOPIC)]
+    record_format: Literal["json", "seed"] = "json"
+    look_back_minutes: Annotated[int, Field(ge=0)] = 0
+    settle_seconds: Annotated[float, Field(ge=0)] = 30
+    twitter_conn_id: str = "twitter_default"
+    kafka_conn_id: str = "kafka_default"
+
+    @property
+    def settle(self) -> timedelta:
+        return timedelta(seconds=self.settle_seconds)
+
+
+class _FileSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rate_limit_per_15_minutes: Annotated[int, Field(gt=0)] = 450  # X's Pro tier
+    streams: Annotated[list[Any], Field(min_length=1)]
+
+
+class StreamFileError(ValueError):
+    """The stream file cannot be read at all; the message names the file and what is wrong."""
+
+
+@dataclass
+class Streams:
+    """What a stream file declares: its valid streams, and a problem line for every bad entry."""
+
+    path: Path
+    rate_limit_per_15_minutes: int
+    streams: list[Stream] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def budget_warning(self, stream: Stream) -> str | None:
+        """Why the streams on `stream`'s X connection cannot all fit its app's rate limit, or None."""
+        sharing = [other.name for other in self.streams if other.twitter_conn_id == stream.twitter_conn_id]
+        needed = REQUESTS_PER_STREAM * len(sharing)
+        if needed <= self.rate_limit_per_15_minutes:
+            return None
+        return (
+            f"The {len(sharing)} streams on connection {stream.twitter_conn_id!r} ({', '.join(sharing)}) need "
+            f"at least {needed} X API requests per 15 minutes ({REQUESTS_PER_STREAM} each), more than the "
+            f"{self.rate_limit_per_15_minutes} that rate_limit_per_15_minutes in {self.path} allows: their runs "
+            f"will wait on 429s and fall behind. Move streams to another X app (twitter_conn_id), merge queries "
+            f"with OR, or raise the limit if your access tier allows more."
+        )
+
+
+def stream_file() -> Path:
+    """The stream file in use: `TWEETS_TO_KAFKA_STREAMS` if set, else include/streams.yaml."""
+    return Path(os.environ.get(STREAM_FILE_SETTING) or STREAM_FILE)
+
+
+def read_streams(path: Path | None = None) -> Streams:
+    """Read and check a stream file. A bad entry (or a second one with an earlier entry's name or topic) is
+    left out with a problem line naming the file, the stream and the field; the others stay. Raise
+    StreamFileError when the file itself is unreadable, not YAML, or has a bad top-level key."""
+    path = path or stream_file()
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise StreamFileError(f"Stream file {path}: {error}") from None
+    try:
+        settings = _FileSettings.model_validate(data)
+    except ValidationError as error:
+        raise StreamFileError(
+            f"Stream file {path}: " + "; ".join(_problems(error, _FileSettings.model_fields))
+        ) from None
+
+    streams = Streams(path, settings.rate_limit_per_15_minutes)
+    for index, entry in enumerate(settings.streams, start=1):
+        label = entry.get("name") if isinstance(entry, dict) else None
+        where = f"{path}: stream {label!r}" if label else f"{path}: stream #{index}"
+        try:
+            stream = Stream.model_validate(entry)
+        except ValidationError as error:
+            streams.problems += [f"{where}: {problem}" for problem in _problems(error, Stream.model_fields)]
+            continue
+        taken = Counter()
+        for other in streams.streams:
+            taken.update({("name", other.name), ("topic", other.topic)})
+        clashes = [key for key in ("name", "topic") if taken[(key, getattr(stream, key))]]
+        for key in clashes:
+            streams.problems.append(
+                f"{where}: {key}: {getattr(stream, key)!r} is already the {key} of an earlier stream; each "
+                f"stream needs its own"
+            )
+        if not clashes:
+            streams.streams.append(stream)
+    return streams
+
+
+_PATTERN_MISMATCH = {
+    "name": "must be a DAG id: 1-200 of a-z A-Z 0-9 . _ -",
+    "query": "is blank",
+    "topic": "is not a legal Kafka topic name: 1-249 of a-z A-Z 0-9 . _ -, and not '.' or '..'",
+}
+
+
+def _problems(error: ValidationError, keys: Iterable[str]) -> list[str]:
+    """One `field: what is wrong` line per pydantic error, in the words of a stream file."""
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        kind = problem["type"]
+        if kind == "missing":
+            message = "missing, and required"
+        elif kind == "extra_forbidden":
+            message = f"unknown key (the keys are: {', '.join(keys)})"
+        elif kind in ("model_type", "model_attributes_type"):
+            message = "must be a mapping of keys to values"
+        elif kind == "string_pattern_mismatch" and where in _PATTERN_MISMATCH:
+            message = _PATTERN_MISMATCH[where]
+        elif kind == "string_too_long" and where == "query":
+            message = f"is {len(problem['input'])} characters, over the X API's limit of {MAX_QUERY_LENGTH}"
+        else:
+            message = problem["msg"]
+        lines.append(f"{where}: {message}")
+    return lines

@@ -1,0 +1,132 @@
+"""Two streams of one stream file under the real scheduler: each topic holds exactly its query's tweets of
+every window, and a fault in one stream's windows leaves the other's runs untouched. The stack has no `x_api`
+pool, as an Airflow that the package is copied into: the runs must work without it."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from include.records import to_record
+from tests.helpers import KAFKA_CONFIG, ROOT, read_topic, write_stream_file
+from tests.system.harness import TEST_X_BEARER_TOKEN, AirflowStack
+from x_api_simulator import XApiSimulator
+
+pytestmark = pytest.mark.wall_clock  # waits for scheduled minutes
+
+PORT = int(os.environ.get("TEST_STREAMS_AIRFLOW_PORT", "19280"))
+MINUTE = timedelta(minutes=1)
+# Disjoint sets of the simulator's posts: English ones naming a product, and the other languages' iPhone posts.
+ENGLISH = {"name": "tweets_to_kafka", "query": "(Apple OR iPhone) lang:en", "topic": "streams-en"}
+OTHERS = {
+    "name": "tweets_other_langs",
+    "query": "iPhone -lang:en",
+    "topic": "streams-other",
+    "twitter_conn_id": "x_other",
+}
+LOOK_BACK = 2  # each stream's first windows are due at once
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    with XApiSimulator(bearer_token=TEST_X_BEARER_TOKEN) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def stack(kafka, simulator):
+    """Both streams scheduled every minute, no pool created; the second's connection has a revoked token
+    (answered 401)."""
+    home = ROOT / ".artifacts" / f"airflow-streams-{PORT}"
+    streams = write_stream_file(
+        home.with_name(f"{home.name}-streams.yaml"),
+        *({**stream, "look_back_minutes": LOOK_BACK} for stream in (ENGLISH, OTHERS)),
+    )
+    twitter = {"conn_type": "twitter", "host": simulator.url}
+    airflow = AirflowStack(
+        home=home,
+        port=PORT,
+        connections={
+            "twitter_default": {**twitter, "password": TEST_X_BEARER_TOKEN},
+            "x_other": {**twitter, "password": "a-revoked-token"},
+            "kafka_default": {"conn_type": "kafka", "extra": KAFKA_CONFIG},
+        },
+        schedule_runs=True,
+        settings={"TWEETS_TO_KAFKA_STREAMS": str(streams)},
+    )
+    with airflow:  # it unpauses tweets_to_kafka
+        airflow.wait_until(
+            lambda: airflow.dag_is_parsed(OTHERS["name"]), 120, f"{OTHERS['name']} to be parsed"
+        )
+        airflow.pause(False, OTHERS["name"])
+        yield airflow
+
+
+def scheduled(stack: AirflowStack, stream: dict) -> list[dict]:
+    return [run for run in stack.dag_runs(stream["name"]) if run["run_type"] == "scheduled"]
+
+
+def wait_until_ended(stack: AirflowStack, stream: dict, windows: int, state: str) -> list[dict]:
+    """Wait until the stream's first `windows` scheduled runs ended in `state`; return those runs."""
+
+    def first() -> list[dict]:
+        return sorted(scheduled(stack, stream), key=lambda run: run["data_interval_start"])[:windows]
+
+    stack.wait_until(
+        lambda: len(first()) == windows and {run["state"] for run in first()} == {state},
+        420,
+        f"the first {windows} runs of {stream['name']} to end in {state}",
+        lambda: {run["run_id"]: run["state"] for run in scheduled(stack, stream)},
+    )
+    return first()
+
+
+def check_topic_holds_exactly_its_query(simulator, stream: dict, runs: list[dict]) -> None:
+    """The topic holds exactly the query's tweets of each run's window (and, of later windows, none else)."""
+    windows = {datetime.fromisoformat(run["data_interval_start"]) for run in runs}
+    records = {key: json.loads(value) for key, value in read_topic(stream["topic"])}
+    minutes = windows | {
+        datetime.strptime(record["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(second=0, tzinfo=UTC)
+        for record in records.values()
+    }
+    expected = {
+        tweet["id"].encode(): to_record(tweet, tweet["author"])
+        for start in minutes
+        for tweet in simulator.tweets_between(start, start + MINUTE, query=stream["query"])
+    }
+    in_windows = {key for key, record in expected.items() if minute_of(record) in windows}
+    assert len(in_windows) >= len(windows), f"the query of {stream['name']} matched posts"
+    assert in_windows <= records.keys(), f"{len(in_windows - records.keys())} tweets lost"
+    assert {key: expected.get(key) for key in records} == records, "only the query's tweets, as posted"
+
+
+def minute_of(record: dict) -> datetime:
+    return datetime.strptime(record["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(second=0, tzinfo=UTC)
+
+
+def test_a_fault_in_one_stream_leaves_the_other_untouched_and_each_topic_holds_its_query(stack, simulator):
+    """Expected: the second stream's searches are answered 401 (its app's token was revoked), so its runs fail
+    without retry, while the first stream's runs of the same minutes all deliver exactly its query's tweets;
+    once the token is fixed and the failed runs are cleared, the second stream's topic holds exactly its
+    query's tweets of every window, none of the first's."""
+    windows = LOOK_BACK + 2
+    failed = wait_until_ended(stack, OTHERS, windows, "failed")
+    english = wait_until_ended(stack, ENGLISH, windows, "success")
+
+    assert [run["data_interval_start"] for run in failed] == [run["data_interval_start"] for run in english]
+    check_topic_holds_exactly_its_query(simulator, ENGLISH, english)
+    assert read_topic(OTHERS["topic"]) == []
+    refused = [r for r in simulator.requests if r["status"] == 401]
+    assert len(refused) >= windows, "the second stream's searches were refused"
+    assert {r["params"]["query"] for r in refused} == {OTHERS["query"]}
+
+    stack.set_connection("x_other", conn_type="twitter", host=simulator.url, password=TEST_X_BEARER_TOKEN)
+    stack.cli("tasks", "clear", OTHERS["name"], "--only-failed", "--yes")
+    others = wait_until_ended(stack, OTHERS, windows, "success")
+
+    check_topic_holds_exactly_its_query(simulator, OTHERS, others)
+    english = wait_until_ended(stack, ENGLISH, windows + 2, "success")  # it kept running meanwhile
+    check_topic_holds_exactly_its_query(simulator, ENGLISH, english)
