@@ -125,7 +125,10 @@ def records_in(topic: str) -> int:
     """How many records the benchmark's broker holds in `topic` (the sum of its partitions' end offsets)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": KAFKA_CONFIG["bootstrap.servers"], "group.id": "bench"})
+    # read_uncommitted: its end offsets are what the broker appended; read_committed's stop at the last stable
+    # offset, which lags a commit until the broker has written the transaction's markers.
+    config = {"bootstrap.servers": KAFKA_CONFIG["bootstrap.servers"], "group.id": "bench"}
+    consumer = Consumer({**config, "isolation.level": "read_uncommitted"})
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         return sum(
