@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import statistics
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def _freshness(runs: list[dict]) -> list[float]:
     """Seconds from each window's searchable moment to the append time of its last record."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    consumer = Consumer(
+    consumer = Consumer(  # read_committed: what a consumer of whole windows sees
         {"bootstrap.servers": KAFKA_CONFIG["bootstrap.servers"], "group.id": "bench-freshness"}
     )
     try:
@@ -164,14 +165,19 @@ def _freshness(runs: list[dict]) -> list[float]:
         ends = {
             p: consumer.get_watermark_offsets(TopicPartition(TOPIC, p), timeout=10)[1] for p in partitions
         }
-        consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in partitions])
+        assigned = [TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in partitions]
+        consumer.assign(assigned)
         last_append: dict[datetime, float] = {}
-        read = 0
-        while read < sum(ends.values()):
-            message = consumer.poll(10)
-            if message is None or message.error():
-                raise RuntimeError(f"reading {TOPIC}: {message and message.error()}")
-            read += 1
+        deadline = time.monotonic() + 120
+        # Until each partition's position passes its end offset: transaction markers take offsets too.
+        while any(tp.offset < ends[tp.partition] for tp in consumer.position(assigned)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"reading {TOPIC} to its end took over 120 s")
+            message = consumer.poll(1)
+            if message is None:
+                continue
+            if message.error():
+                raise RuntimeError(f"reading {TOPIC}: {message.error()}")
             created = datetime.strptime(json.loads(message.value())["created_at"], "%Y-%m-%dT%H:%M:%SZ")
             window = created.replace(second=0, tzinfo=UTC)
             appended = message.timestamp()[1] / 1000
