@@ -63,7 +63,7 @@ def test_bearer_token_and_oauth1_user_context_both_authenticate(simulator, monke
 
 def test_a_tweet_on_two_pages_is_kept_once_and_a_missing_author_is_none(hook, simulator):
     start, end = past_window(100)
-    simulator.set_rate(start, 130)
+    simulator.set_rate(start, 150)  # ~88% match the query: two pages, whatever the minute
     truth = simulator.tweets_between(start, end, DAG_QUERY)
     assert len(truth) > 105
     orphan = {**truth[-1], "author_id": "999"}  # its author is not in the page's includes
