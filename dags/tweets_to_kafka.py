@@ -32,9 +32,9 @@ beyond the search's 7-day reach are reported by the first run after them. When f
 `look_back_minutes` ({look_back_minutes}) before the current minute.
 
 - **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`).
-- **produce_tweets** writes one record per tweet with `ProduceWindowOperator`, the Kafka provider's
-  `ProduceToTopicOperator` writing the window in one transaction when the connection has a `transactional.id`
-  (connection `{kafka_conn_id}`) and fails if the broker does not acknowledge every record.
+- **produce_tweets** writes one record per tweet through `ProduceWindowOperator` (the Kafka provider's
+  `ProduceToTopicOperator`; connection `{kafka_conn_id}`), the whole window in one transaction when the
+  connection has a `transactional.id`, and fails if the broker does not acknowledge every record.
 
 Records are JSON (`record_format=json`) or the Lambda Architecture seed's `;` line (`seed`).
 A run either delivers every tweet of its window or fails, and a retry or rerun writes the same keys.
