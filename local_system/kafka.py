@@ -3,6 +3,7 @@ three (replication factor 3, min.insync.replicas=2) that keeps taking acks=all w
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,19 +14,31 @@ LIBS = ROOT / ".kafka" / "libs"
 
 
 def fetch_jars() -> None:
-    """Fetch the broker's jars (local_system/pom.xml) into .kafka/libs once, with Maven; quiet unless it fails."""
-    if (LIBS / ".complete").exists():
-        return
-    print(f"Fetching the Kafka broker's jars from Maven Central into {LIBS}", flush=True)
-    shutil.rmtree(LIBS, ignore_errors=True)
-    command = ["mvn", "-q", "-B", "--color=never", "-f", str(ROOT / "local_system" / "pom.xml")]
-    command += ["dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={LIBS}"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ServiceError(
-            f"Maven could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
-        )
-    (LIBS / ".complete").touch()
+    """Fetch the broker's jars (local_system/pom.xml) into .kafka/libs once, with Maven; quiet unless it fails.
+    Processes that start brokers at the same time (make test's two pytest runs) wait for one fetch."""
+    LIBS.parent.mkdir(parents=True, exist_ok=True)
+    with (LIBS.parent / "libs.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (LIBS / ".complete").exists():
+            return
+        print(f"Fetching the Kafka broker's jars from Maven Central into {LIBS}", flush=True)
+        shutil.rmtree(LIBS, ignore_errors=True)
+        command = [
+            "mvn",
+            "-q",
+            "-B",
+            "--color=never",
+            "-Dstyle.color=never",
+            "-f",
+            str(ROOT / "local_system" / "pom.xml"),
+        ]
+        command += ["dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={LIBS}"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise ServiceError(
+                f"Maven could not fetch the Kafka jars:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        (LIBS / ".complete").touch()
 
 
 def _serves(bootstrap: str, brokers: int) -> bool:

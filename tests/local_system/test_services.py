@@ -105,3 +105,32 @@ def test_postgres_starts_from_a_folder_only_its_owner_can_read():
     finally:
         postgres.remove_state()
         os.system(f"rm -rf {private}")
+
+
+def test_brokers_started_at_once_in_a_fresh_clone_fetch_the_jars_once(tmp_path, monkeypatch):
+    """Expected: make test's two pytest runs start their brokers together in a fresh clone; the second waits
+    for the first one's Maven fetch instead of copying into the same folder at the same time."""
+    import subprocess
+    import threading
+    import time
+
+    from local_system import kafka
+
+    monkeypatch.setattr(kafka, "LIBS", tmp_path / "libs")
+    fetches = []
+
+    def maven(command, **options):
+        fetches.append(command)
+        time.sleep(0.5)
+        (tmp_path / "libs").mkdir()
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(kafka.subprocess, "run", maven)
+    starts = [threading.Thread(target=kafka.fetch_jars) for _ in range(2)]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join()
+
+    assert len(fetches) == 1
+    assert (tmp_path / "libs" / ".complete").exists()
