@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.records import to_record
-from local_system import AirflowStack, XApiSimulator, connections
+from local_system import AirflowStack, connections
 from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, write_stream_file, x_api_time
 from tests.system.harness import TEST_X_BEARER_TOKEN
 
@@ -45,12 +45,6 @@ def start_of(run: dict) -> datetime:
 def due_by(moment: datetime) -> datetime:
     """The start of the last window whose run is due at `moment` (end + settle has passed)."""
     return minute(moment - SETTLE) - MINUTE
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    with XApiSimulator(bearer_token=TEST_X_BEARER_TOKEN) as sim:
-        yield sim
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 from include.records import to_record
 from tests.helpers import KAFKA_CONFIG, ROOT, read_topic, write_stream_file
 from tests.system.harness import TEST_X_BEARER_TOKEN, AirflowStack
-from x_api_simulator import XApiSimulator
 
 pytestmark = pytest.mark.wall_clock  # waits for scheduled minutes
 
@@ -28,12 +27,6 @@ OTHERS = {
     "twitter_conn_id": "x_other",
 }
 LOOK_BACK = 2  # each stream's first windows are due at once
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    with XApiSimulator(bearer_token=TEST_X_BEARER_TOKEN) as sim:
-        yield sim
 
 
 @pytest.fixture(scope="module")
