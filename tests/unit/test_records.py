@@ -58,6 +58,12 @@ def test_json_format_is_utf8_json_that_keeps_the_text_exactly():
     assert json.loads(value.decode("utf-8"))["text"] == TWEET["text"]
 
 
+def test_json_format_is_compact_with_the_fields_in_their_documented_order():
+    record = to_record(TWEET, AUTHOR)
+    assert serialise(record, "json") == json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    assert list(json.loads(serialise(record, "json"))) == list(record)
+
+
 def test_seed_format_is_the_seeds_six_fields_with_the_location_flattened():
     value = serialise(to_record(TWEET, AUTHOR), "seed").decode()
     assert value == "42;2026-11-24 10:00:00;1234;Paris  France  EU ;7;3;"
