@@ -10,6 +10,7 @@ import os
 import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -168,6 +169,7 @@ class ProduceBenchmark:
                 "dag": SimpleNamespace(timetable=SearchableMinuteTimetable()),
                 "data_interval_start": window,
                 "data_interval_end": window + timedelta(minutes=1),
+                "outlet_events": defaultdict(set),  # the topic's asset event
             }
         )
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
-from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, announce_topic, check_kafka_connection
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator
 from include.records import RECORD_FORMATS
 from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
 from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
@@ -126,8 +126,6 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_
         delivery_callback="include.kafka_delivery.fail_on_delivery_error",
         synchronous=False,
         outlets=[TOPIC_ALIAS],
-        pre_execute=check_kafka_connection,
-        post_execute=announce_topic,
         # Airflow 3.3.2's API server creates a topic's asset on the first event through the alias, without
         # a lock: two produce_tweets finishing together on a new topic collide on Postgres and one is set
         # to failed, without retry (seen in tests/distributed). One at a time, they cannot collide.

@@ -51,37 +51,37 @@ def fail_on_delivery_error(err, msg) -> None:
     _delivered += 1
 
 
-def check_kafka_connection(context: dict[str, Any]) -> None:
-    """pre_execute: fail at once, without retries, naming the connection, when it names no broker (the
-    provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
-    conn_id = context["task"].kafka_config_id
-    if not BaseHook.get_connection(conn_id).extra_dejson.get("bootstrap.servers"):
-        raise AirflowFailException(
-            f"Connection {conn_id!r} has no 'bootstrap.servers' in its extra: set it to the brokers' "
-            'host:port list, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
-        )
-
-
-def announce_topic(context: dict[str, Any], result: Any = None) -> None:
-    """post_execute: log what was delivered and emit an asset event for the topic written to."""
-    task = context["task"]
-    servers = BaseHook.get_connection(task.kafka_config_id).extra_dejson["bootstrap.servers"]
-    uri = f"kafka://{servers}/{task.topic}"
-    log.info("Delivered %d records to %s", _delivered, uri)
-    context["outlet_events"][TOPIC_ALIAS].add(Asset(uri))
-
-
 class ProduceWindowOperator(ProduceToTopicOperator):
     """The provider's ProduceToTopicOperator, writing a run's window in one Kafka transaction when the
     connection's extra has `transactional.id`: the prefix of this connection's transactional ids, to which
     the DAG id, the topic and the window's start are appended, so that every try of a window has the same
-    id and fences the tries before it. Without it, the provider's own (idempotent) produce runs."""
+    id and fences the tries before it. Without it, the provider's own (idempotent) produce runs. Either way
+    it logs what was delivered and emits an asset event for the topic (through TOPIC_ALIAS)."""
 
     def execute(self, context: Any) -> None:
+        config = self._connection_config()
+        if config.get("transactional.id"):
+            self._produce_in_transaction(context, config)
+        else:
+            super().execute(context)
+        uri = f"kafka://{config['bootstrap.servers']}/{self.topic}"
+        log.info("Delivered %d records to %s", _delivered, uri)
+        context["outlet_events"][TOPIC_ALIAS].add(Asset(uri))
+
+    def _connection_config(self) -> dict[str, Any]:
+        """The connection's extra; fail at once, without retries, naming the connection, when it names no
+        broker (the provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
         config = BaseHook.get_connection(self.kafka_config_id).extra_dejson
-        prefix = config.get("transactional.id")
-        if not prefix:
-            return super().execute(context)
+        if not config.get("bootstrap.servers"):
+            raise AirflowFailException(
+                f"Connection {self.kafka_config_id!r} has no 'bootstrap.servers' in its extra: set it to the "
+                'host:port list of its brokers, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
+            )
+        return config
+
+    def _produce_in_transaction(self, context: Any, config: dict[str, Any]) -> None:
+        """The provider's produce loop, between init_transactions and commit_transaction."""
+        prefix = config["transactional.id"]
         start, _ = run_window(context, context["dag"].timetable)
         transactional_id = f"{prefix}.{self.dag_id}.{self.topic}.{start.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
         producer = _TransactionalProducerHook(self.kafka_config_id, transactional_id).get_producer()

@@ -65,6 +65,50 @@ def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     assert hidden >= written, "the killed try's records are in the log, aborted"
 
 
+def test_a_frozen_try_is_fenced_by_the_retry_and_its_records_never_become_visible(
+    case, simulator, own_broker, topic, monkeypatch, tmp_path
+):
+    """Expected: a try of a 20,000-tweet window is frozen (SIGSTOP, a zombie: alive, its transaction open) in
+    the middle of its produce; the window's next try fences it and commits; resumed, the zombie cannot add to
+    the window or commit (its transactional id's epoch is gone): it fails, and the read_committed consumer
+    sees each tweet exactly once."""
+    broker = own_broker
+    start, end = past_window(47)
+    simulator.set_rate(start, LARGE_WINDOW)
+    create_topic(broker.bootstrap, topic)
+    small_batches = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, **SMALL_BATCHES}
+    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=small_batches)
+    watcher = TopicWatcher(topic, broker.bootstrap)
+    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
+    command += ["--conf", json.dumps({"topic": topic})]
+    log = tmp_path / "zombie.log"
+    with log.open("w") as output:
+        zombie = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    try:
+        freeze = lambda: os.killpg(zombie.pid, signal.SIGSTOP)  # noqa: E731
+        written = when_written(topic, broker.bootstrap, freeze, LARGE_WINDOW, timeout=120)
+        retried = time.monotonic()
+        run = case.run(end, topic=topic)
+        os.killpg(zombie.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 120
+        while "Could not abort transaction" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        os.killpg(zombie.pid, signal.SIGKILL)
+        zombie.wait()
+
+    assert run.states == SUCCESS
+    zombie_log = log.read_text()
+    told = "\n".join(
+        line[:300] for line in zombie_log.splitlines() if "ransaction" in line or "Kafka" in line
+    )
+    assert "Committed transaction" not in zombie_log, f"the zombie committed nothing:\n{told}"
+    assert "Kafka did not deliver record" in zombie_log, f"the zombie's try failed, saying why:\n{told}"
+    case.measured["records_at_freeze"] = written
+    hidden = check_committed_once(case, simulator, topic, [(start, end)], broker.bootstrap, watcher, retried)
+    assert hidden >= written, "the zombie's records are in the log, aborted"
+
+
 def test_a_produce_failure_after_some_records_is_invisible_and_the_retry_commits_once(
     case, simulator, own_broker, topic, monkeypatch, capfd
 ):
