@@ -1,4 +1,5 @@
-"""The chart of bench/results.json: produce throughput, and every ratio against its target."""
+"""The chart of bench/results.json: produce throughput, every ratio against its target, and the freshness of
+many streams on one machine."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def draw(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (left, right) = plt.subplots(1, 2, figsize=(16, 7), gridspec_kw={"width_ratios": [1, 1.2]})
+    figure, (left, right, streams) = plt.subplots(
+        1, 3, figsize=(24, 7), gridspec_kw={"width_ratios": [1, 1.2, 0.7]}
+    )
     produce = results["produce"]["records_per_second"]
     names = list(PRODUCE_LABELS)[::-1]
     medians = [produce[name]["median"] for name in names]
@@ -54,9 +57,40 @@ def draw(results: dict[str, Any], path: Path) -> None:
     right.set_xlim(min(values) / 2, max(values) * 15)
     right.set_xlabel("ratio (log scale); green: target met, red: missed, blue: no target")
     right.set_title("Ratios (medians of interleaved runs)")
+    _draw_streams(streams, results["streams"])
     figure.suptitle(
         f"tweets_to_kafka benchmarks, {results['machine']['cpus']} CPUs, {results['finished_at'][:10]}"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _draw_streams(axes, streams: dict[str, Any]) -> None:
+    """Freshness against the number of streams, with the target; each stream count's CPU per stream-minute."""
+    by_count = streams["by_count"]
+    counts = [int(count) for count in by_count]
+    for key, label, style in (
+        ("freshness_median_s", "median, all streams", "o-"),
+        ("freshness_p95_s", "p95, all streams", "s--"),
+        ("worst_stream_median_s", "worst stream's median", "^-"),
+    ):
+        axes.plot(counts, [figures[key] for figures in by_count.values()], style, label=label)
+    axes.axhline(
+        streams["target_median_s"], color=MISSED, linewidth=0.8, label="target (every stream's median)"
+    )
+    for count, figures in zip(counts, by_count.values(), strict=True):
+        axes.annotate(
+            f"{figures['cpu_seconds_per_stream_minute']:.2f} CPU s\nper stream-min",
+            (count, figures["worst_stream_median_s"]),
+            textcoords="offset points",
+            xytext=(0, 10),
+            ha="center",
+            fontsize=7,
+        )
+    axes.set_xticks(counts)
+    axes.set_xlabel("streams (each its own DAG and topic)")
+    axes.set_ylabel("seconds from window searchable to its last record appended")
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"Freshness of N streams\n({streams['streams_within_freshness']} kept within target)")
+    axes.legend(fontsize=8, loc="upper left")
