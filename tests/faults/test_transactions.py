@@ -91,7 +91,7 @@ def test_a_frozen_try_is_fenced_by_the_retry_and_its_records_never_become_visibl
         run = case.run(end, topic=topic)
         os.killpg(zombie.pid, signal.SIGCONT)
         deadline = time.monotonic() + 120
-        while "Could not abort transaction" not in log.read_text() and time.monotonic() < deadline:
+        while "Kafka did not deliver record" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
     finally:
         os.killpg(zombie.pid, signal.SIGKILL)
