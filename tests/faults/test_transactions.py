@@ -25,6 +25,23 @@ LARGE_WINDOW = 20_000  # 200 pages
 SMALL_BATCHES = {"batch.size": 2000}
 
 
+def start_large_window_try(simulator, broker, topic, monkeypatch, minutes_ago, log):
+    """A window of LARGE_WINDOW tweets `minutes_ago` minutes back, written in small batches to `topic`, with a
+    read_committed watcher on it, and a try of it (`airflow dags test`, its own process group, output to
+    `log`) started; returns the window, the watcher and the process."""
+    start, end = past_window(minutes_ago)
+    simulator.set_rate(start, LARGE_WINDOW)
+    create_topic(broker.bootstrap, topic)
+    small_batches = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, **SMALL_BATCHES}
+    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=small_batches)
+    watcher = TopicWatcher(topic, broker.bootstrap)
+    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
+    command += ["--conf", json.dumps({"topic": topic})]
+    with log.open("w") as output:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    return (start, end), watcher, process
+
+
 def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     case, simulator, own_broker, topic, monkeypatch, tmp_path
 ):
@@ -33,17 +50,8 @@ def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     transactional id) aborts the dead try's transaction, commits its own, and the consumer then sees each
     tweet exactly once; a read_uncommitted reader sees the dead try's records too."""
     broker = own_broker
-    start, end = past_window(44)
-    simulator.set_rate(start, LARGE_WINDOW)
-    create_topic(broker.bootstrap, topic)
-    small_batches = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, **SMALL_BATCHES}
-    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=small_batches)
-    watcher = TopicWatcher(topic, broker.bootstrap)
-    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
-    command += ["--conf", json.dumps({"topic": topic})]
     log = tmp_path / "dags-test.log"
-    with log.open("w") as output:
-        task = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    (start, end), watcher, task = start_large_window_try(simulator, broker, topic, monkeypatch, 44, log)
     try:
         kill = lambda: os.killpg(task.pid, signal.SIGKILL)  # noqa: E731
         written = when_written(topic, broker.bootstrap, kill, LARGE_WINDOW, timeout=120)
@@ -73,17 +81,8 @@ def test_a_frozen_try_is_fenced_by_the_retry_and_its_records_never_become_visibl
     the window or commit (its transactional id's epoch is gone): it fails, and the read_committed consumer
     sees each tweet exactly once."""
     broker = own_broker
-    start, end = past_window(47)
-    simulator.set_rate(start, LARGE_WINDOW)
-    create_topic(broker.bootstrap, topic)
-    small_batches = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, **SMALL_BATCHES}
-    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=small_batches)
-    watcher = TopicWatcher(topic, broker.bootstrap)
-    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
-    command += ["--conf", json.dumps({"topic": topic})]
     log = tmp_path / "zombie.log"
-    with log.open("w") as output:
-        zombie = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
+    (start, end), watcher, zombie = start_large_window_try(simulator, broker, topic, monkeypatch, 47, log)
     try:
         freeze = lambda: os.killpg(zombie.pid, signal.SIGSTOP)  # noqa: E731
         written = when_written(topic, broker.bootstrap, freeze, LARGE_WINDOW, timeout=120)
