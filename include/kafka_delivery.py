@@ -111,6 +111,10 @@ class ProduceWindowOperator(ProduceToTopicOperator):
 
         timeout = config.get("message.timeout.ms", 60000) / 1000
         try:
+            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
+            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
+            producer.list_topics(self.topic, timeout)
+            producer.list_topics(self.topic, timeout)
             producer.init_transactions(timeout)
         except KafkaException as exc:
             error = exc.args[0]
@@ -155,6 +159,8 @@ def _abort(producer, transactional_id: str) -> None:
     from confluent_kafka import KafkaException
 
     try:
+        # Records still in flight are given up, so that none reaches the broker after the abort.
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
         producer.abort_transaction(10)
         log.warning(
             "Aborted transaction %r: no record of this try is visible to read_committed consumers",
