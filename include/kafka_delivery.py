@@ -23,32 +23,39 @@ from include.windows import run_window
 TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")  # resolves to kafka://<bootstrap servers>/<topic>
 log = logging.getLogger(__name__)
 _delivered = 0  # records acknowledged by the broker in this task process
+_aborting = False  # this try failed and is aborting its transaction
 
 
 def produce_records(records: Iterable[dict[str, Any]], record_format: str) -> Iterator[tuple[bytes, bytes]]:
     """Producer function: `(tweet id, serialised record)` for each record, keyed for deduplication."""
-    global _delivered
-    _delivered = 0
+    global _delivered, _aborting
+    _delivered, _aborting = 0, False
     for record in records:
         yield record["tweet_id"].encode(), serialise(record, record_format)
 
 
 def fail_on_delivery_error(err, msg) -> None:
-    """Delivery callback: raise when the broker did not take a record, so that the task fails."""
+    """Delivery callback: raise when the broker did not take a record, so that the task fails. Records purged
+    after a failure (by librdkafka on a refused record, or by the try's abort) are not failures of their own,
+    and once the try aborts nothing raises: abort_transaction() serves these reports, and raising there would
+    interrupt the abort."""
     global _delivered
-    if err is not None:
-        from confluent_kafka import KafkaError  # only on failure: keeps the DAG file's imports light
+    if err is None:
+        _delivered += 1
+        return
+    from confluent_kafka import KafkaError  # only on failure: keeps the DAG file's imports light
 
-        hint = ""
-        if err.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka says no more when the topic is missing
-            hint = (
-                " (no broker acknowledged it within the connection's message.timeout.ms: check that the "
-                "brokers are reachable and that the topic exists, as auto-creation may be off)"
-            )
-        raise AirflowException(
-            f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}{hint}"
+    if _aborting or err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
+        return
+    hint = ""
+    if err.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka says no more when the topic is missing
+        hint = (
+            " (no broker acknowledged it within the connection's message.timeout.ms: check that the "
+            "brokers are reachable and that the topic exists, as auto-creation may be off)"
         )
-    _delivered += 1
+    raise AirflowException(
+        f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}{hint}"
+    )
 
 
 class ProduceWindowOperator(ProduceToTopicOperator):
@@ -81,6 +88,8 @@ class ProduceWindowOperator(ProduceToTopicOperator):
 
     def _produce_in_transaction(self, context: Any, config: dict[str, Any]) -> None:
         """The provider's produce loop, between init_transactions and commit_transaction."""
+        from confluent_kafka import KafkaException
+
         prefix = config["transactional.id"]
         start, _ = run_window(context, context["dag"].timetable)
         transactional_id = f"{prefix}.{self.dag_id}.{self.topic}.{start.astimezone(UTC):%Y-%m-%dT%H:%MZ}"
@@ -93,7 +102,11 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             for key, value in self.producer_function(
                 *self.producer_function_args, **self.producer_function_kwargs
             ):
-                producer.produce(self.topic, key=key, value=value, on_delivery=self.delivery_callback)
+                try:
+                    producer.produce(self.topic, key=key, value=value, on_delivery=self.delivery_callback)
+                except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
+                    producer.flush(5)  # its delivery report, which the callback raises, says which and why
+                    raise
                 producer.poll(self.poll_timeout)
                 if self.synchronous:
                     producer.flush()
@@ -158,6 +171,8 @@ def _abort(producer, transactional_id: str) -> None:
     (fenced, the broker gone), the broker aborts it after transaction.timeout.ms or at the next try."""
     from confluent_kafka import KafkaException
 
+    global _aborting
+    _aborting = True
     try:
         # Records still in flight are given up, so that none reaches the broker after the abort.
         producer.purge(in_queue=True, in_flight=True, blocking=False)

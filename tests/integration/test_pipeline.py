@@ -197,6 +197,30 @@ def test_with_the_broker_down_produce_fails_within_the_delivery_bound(simulator,
     assert "Kafka did not start transaction" in capfd.readouterr().out
 
 
+def test_records_the_broker_refuses_fail_the_try_which_aborts_its_transaction_at_once(
+    simulator, kafka, topic, capfd, caplog
+):
+    """Expected: the topic takes batches of at most 200 bytes, so the broker refuses the window's records,
+    the first while most of its ~17,600 records are still queued; the try fails naming a refused record and
+    aborts its transaction itself (the delivery reports of the records it purges do not interrupt the
+    abort), and a read_committed consumer sees nothing."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka})
+    admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "200"})])[topic].result(30)
+    start, end = past_window(21)
+    simulator.set_rate(start, 20_000)
+
+    states = run_dag(end, retries=0, topic=topic)
+
+    assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
+    logged = capfd.readouterr().out + caplog.text
+    assert "Kafka did not deliver record" in logged and "Broker: Message size too large" in logged
+    assert "Aborted transaction 'tweets-to-kafka.tweets_to_kafka." in logged
+    assert "Could not abort" not in logged and "Purged" not in logged
+    assert read_topic(topic) == []
+
+
 def test_airflow_dags_test_from_the_readme_never_logs_the_token_at_debug(simulator, kafka, topic):
     """The README's command, at DEBUG level: the run succeeds and no log line holds the bearer token."""
     start, end = past_window(10)
