@@ -51,6 +51,22 @@ def past_window(minutes_ago: int) -> tuple[datetime, datetime]:
     return start, start + timedelta(minutes=1)
 
 
+def create_topic(
+    bootstrap: str,
+    topic: str,
+    replication: int = 1,
+    partitions: int = 3,
+    config: dict[str, str] | None = None,
+) -> None:
+    """Create a topic (with topic-level `config`, if given) and wait until it exists."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])[topic].result(
+        timeout=30
+    )
+
+
 def read_topic(
     topic: str, bootstrap: str = BOOTSTRAP, isolation: str = "read_committed"
 ) -> list[tuple[bytes, bytes]]:

@@ -139,14 +139,6 @@ def search_requests(simulator) -> list[tuple[int | None, int | None]]:
     return [(r["page"], r["status"]) for r in simulator.requests if r["path"] == SEARCH_PATH]
 
 
-def create_topic(bootstrap: str, topic: str, replication: int = 1, partitions: int = 3) -> None:
-    """Create a topic and wait until it exists."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, partitions, replication)])[topic].result(timeout=30)
-
-
 def write_figures(cases: list[Case], seconds: float) -> dict:
     """Write the suite's figures to .artifacts/reliability.json and return them."""
     checked = [case for case in cases if case.checked]

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from tests.faults.consumers import TopicWatcher, check_committed_once
-from tests.faults.reliability import create_topic, when_task_is
-from tests.helpers import KAFKA_CONFIG, past_window, set_connection
+from tests.faults.reliability import when_task_is
+from tests.helpers import KAFKA_CONFIG, create_topic, past_window, set_connection
 
 pytestmark = pytest.mark.usefixtures("connections")
 WINDOWS = 6

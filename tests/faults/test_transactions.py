@@ -14,8 +14,8 @@ import time
 import pytest
 
 from tests.faults.consumers import TopicWatcher, check_committed_once, when_written
-from tests.faults.reliability import create_topic, when_task_is
-from tests.helpers import KAFKA_CONFIG, ROOT, past_window, read_topic, set_connection
+from tests.faults.reliability import when_task_is
+from tests.helpers import KAFKA_CONFIG, ROOT, create_topic, past_window, read_topic, set_connection
 
 pytestmark = pytest.mark.usefixtures("connections")
 SUCCESS = {"fetch_tweets": "success", "produce_tweets": "success"}

@@ -14,8 +14,8 @@ import pytest
 
 from tests.faults.conftest import TOKEN
 from tests.faults.consumers import TopicWatcher, check_committed_once
-from tests.faults.reliability import create_topic, search_requests, when_task_is
-from tests.helpers import BOOTSTRAP, past_window, read_topic
+from tests.faults.reliability import search_requests, when_task_is
+from tests.helpers import BOOTSTRAP, create_topic, past_window, read_topic
 
 pytestmark = pytest.mark.usefixtures("connections")
 SUCCESS = {"fetch_tweets": "success", "produce_tweets": "success"}

@@ -18,6 +18,7 @@ from tests.helpers import (
     DAG_QUERY,
     KAFKA_CONFIG,
     ROOT,
+    create_topic,
     past_window,
     read_topic,
     run_dag,
@@ -204,10 +205,7 @@ def test_records_the_broker_refuses_fail_the_try_which_aborts_its_transaction_at
     the first while most of its ~17,600 records are still queued; the try fails naming a refused record and
     aborts its transaction itself (the delivery reports of the records it purges do not interrupt the
     abort), and a read_committed consumer sees nothing."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": kafka})
-    admin.create_topics([NewTopic(topic, 3, 1, config={"max.message.bytes": "200"})])[topic].result(30)
+    create_topic(kafka, topic, config={"max.message.bytes": "200"})
     start, end = past_window(21)
     simulator.set_rate(start, 20_000)
 
