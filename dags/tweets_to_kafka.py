@@ -108,7 +108,7 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_
             log.warning("%s", budget_warning)
         start, end = windows.run_window(context, schedule)
         windows.skip_if_unreachable(start, end, schedule)
-        unreachable = windows.unreachable_before(context, start)
+        unreachable = windows.unreachable_before(context, start, schedule)
         windows.wait_until_searchable(end, schedule)
         tweets = TwitterHook(stream.twitter_conn_id).search_window(context["params"]["query"], start, end)
         log.info(

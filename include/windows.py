@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from twitter_provider.timetables import SearchableMinuteTimetable
 
 log = logging.getLogger(__name__)
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 def run_window(context: dict[str, Any], timetable: SearchableMinuteTimetable) -> tuple[datetime, datetime]:
@@ -37,10 +38,14 @@ def skip_if_unreachable(start: datetime, end: datetime, timetable: SearchableMin
         raise AirflowSkipException(f"window [{_iso(start)}, {_iso(end)}) is beyond the search horizon")
 
 
-def unreachable_before(context: dict[str, Any], start: datetime) -> int:
+def unreachable_before(context: dict[str, Any], start: datetime, timetable: SearchableMinuteTimetable) -> int:
     """Warn about the windows between the previous scheduled run and this one, which the schedule left out
     because they were beyond the search horizon when it resumed; return how many minutes they span."""
     if context["dag_run"].run_type != "scheduled":
+        return 0
+    # The schedule resumes at the earliest reachable window: any later one follows its previous window, and its
+    # run need not ask the API server (the margin allows for the scheduler's clock running ahead of this one).
+    if start > timetable.earliest_reachable(datetime.now(UTC)) + CLOCK_MARGIN:
         return 0
     previous = context["ti"].get_previous_dagrun()
     if previous is None or previous.data_interval_end is None or previous.data_interval_end >= start:

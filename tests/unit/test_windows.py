@@ -28,6 +28,16 @@ def scheduled_run(previous_end: datetime | None) -> dict:
     }
 
 
+def resumed_at() -> datetime:
+    """Where the schedule resumes after an outage longer than the search horizon: the earliest reachable
+    window."""
+    return TIMETABLE.earliest_reachable(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%dT%H:%M:%SZ}"
+
+
 def test_a_scheduled_run_searches_its_data_interval():
     assert windows.run_window(scheduled_run(None), TIMETABLE) == (T, T + MINUTE)
 
@@ -53,22 +63,35 @@ def test_a_window_within_reach_is_searched():
 
 
 def test_the_first_run_after_left_out_windows_names_them(caplog):
+    start = resumed_at()
     with caplog.at_level(logging.WARNING):
-        minutes = windows.unreachable_before(scheduled_run(previous_end=T - 90 * MINUTE), T)
+        minutes = windows.unreachable_before(scheduled_run(start - 90 * MINUTE), start, TIMETABLE)
 
     assert minutes == 90
-    assert "Windows [2026-11-24T08:30:00Z, 2026-11-24T10:00:00Z) (90 minutes) got no run" in caplog.text
+    assert f"Windows [{iso(start - 90 * MINUTE)}, {iso(start)}) (90 minutes) got no run" in caplog.text
 
 
-@pytest.mark.parametrize("previous_end", [None, T])
+@pytest.mark.parametrize("previous_end", [None, "start"])
 def test_no_warning_after_the_previous_window_or_for_the_first_run(caplog, previous_end):
-    assert windows.unreachable_before(scheduled_run(previous_end), T) == 0
+    start = resumed_at()
+    previous_end = start if previous_end == "start" else None
+    assert windows.unreachable_before(scheduled_run(previous_end), start, TIMETABLE) == 0
     assert caplog.text == ""
 
 
 def test_other_runs_do_not_look_for_left_out_windows():
-    context = {**scheduled_run(T - 90 * MINUTE), "dag_run": SimpleNamespace(run_type="backfill")}
-    assert windows.unreachable_before(context, T) == 0
+    start = resumed_at()
+    context = {**scheduled_run(start - 90 * MINUTE), "dag_run": SimpleNamespace(run_type="backfill")}
+    assert windows.unreachable_before(context, start, TIMETABLE) == 0
+
+
+def test_a_run_after_where_the_schedule_resumes_does_not_ask_for_its_previous_run():
+    def previous_run():
+        raise AssertionError("asked the API server for the previous run")
+
+    context = {**scheduled_run(None), "ti": SimpleNamespace(get_previous_dagrun=previous_run)}
+    later = resumed_at() + windows.CLOCK_MARGIN + MINUTE
+    assert windows.unreachable_before(context, later, TIMETABLE) == 0
 
 
 def test_a_manual_run_of_a_minute_not_searchable_yet_waits_until_it_is(monkeypatch):

@@ -1,0 +1,22 @@
+"""What a task process starts with under the real scheduler (LocalExecutor)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from local_system.service import session_members
+
+
+def test_the_schedulers_task_workers_start_with_the_dag_modules_imported(airflow_stack):
+    """The plugin's listener imports the DAG's modules in the scheduler before it forks its LocalExecutor
+    workers, which fork each task: confluent-kafka is already loaded in every worker, so no task loads it."""
+    scheduler = airflow_stack.processes["scheduler"].pid
+    workers = [
+        pid
+        for pid in session_members(scheduler)
+        if "LocalExecutor" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    ]
+
+    assert len(workers) == airflow_stack.parallelism
+    for pid in workers:
+        assert "confluent_kafka" in Path(f"/proc/{pid}/maps").read_text(), f"worker {pid}"
