@@ -82,11 +82,13 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
             doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
         ) as stream_dag
     ):
-        tweets_to_kafka(stream, schedule, streams.budget_warning(stream))
+        tweets_to_kafka(stream, schedule, streams.budget_warning(stream), streams.delivery_ledger_topic)
     return stream_dag
 
 
-def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None) -> None:
+def tweets_to_kafka(
+    stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None, ledger_topic: str
+) -> None:
     """The tasks of a stream's DAG."""
     if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
         log.warning("%s", budget_warning)
@@ -106,7 +108,7 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_
 
         if budget_warning:
             log.warning("%s", budget_warning)
-        start, end = windows.run_window(context, schedule)
+        start, end = windows.run_window(context)
         windows.skip_if_unreachable(start, end, schedule)
         unreachable = windows.unreachable_before(context, start, schedule)
         windows.wait_until_searchable(end, schedule)
@@ -123,12 +125,11 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, budget_
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
         producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
-        delivery_callback="include.kafka_delivery.fail_on_delivery_error",
+        ledger_topic=ledger_topic,
         synchronous=False,
         outlets=[TOPIC_ALIAS],
-        # Airflow 3.3.2's API server creates a topic's asset on the first event through the alias, without
-        # a lock: two produce_tweets finishing together on a new topic collide on Postgres and one is set
-        # to failed, without retry (seen in tests/distributed). One at a time, they cannot collide.
+        # One transactional id per stream fences every earlier try: one produce at a time. (It also keeps two
+        # first events of a new topic through the alias from colliding in Airflow 3.3.2's API server.)
         max_active_tis_per_dag=1,
     )
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from include.ledger import LEDGER_TOPIC
+
 STREAM_FILE = Path(__file__).with_name("streams.yaml")
 STREAM_FILE_SETTING = "TWEETS_TO_KAFKA_STREAMS"  # env: another stream file, e.g. for a test stack
 REQUESTS_PER_STREAM = 15  # per 15 minutes: one search a minute, more for minutes of over 100 tweets
@@ -41,9 +43,10 @@ class Stream(BaseModel):
 
 
 class _FileSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     rate_limit_per_15_minutes: Annotated[int, Field(gt=0)] = 450  # X's Pro tier
+    delivery_ledger_topic: Annotated[str, Field(pattern=KAFKA_TOPIC)] = LEDGER_TOPIC
     streams: Annotated[list[Any], Field(min_length=1)]
 
 
@@ -57,6 +60,7 @@ class Streams:
 
     path: Path
     rate_limit_per_15_minutes: int
+    delivery_ledger_topic: str = LEDGER_TOPIC
     streams: list[Stream] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -96,7 +100,7 @@ def read_streams(path: Path | None = None) -> Streams:
             f"Stream file {path}: " + "; ".join(_problems(error, _FileSettings.model_fields))
         ) from None
 
-    streams = Streams(path, settings.rate_limit_per_15_minutes)
+    streams = Streams(path, settings.rate_limit_per_15_minutes, settings.delivery_ledger_topic)
     for index, entry in enumerate(settings.streams, start=1):
         label = entry.get("name") if isinstance(entry, dict) else None
         where = f"{path}: stream {label!r}" if label else f"{path}: stream #{index}"

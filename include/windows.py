@@ -10,19 +10,21 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-from twitter_provider.timetables import SearchableMinuteTimetable
+from twitter_provider.timetables import WINDOW, SearchableMinuteTimetable, minute_of
 
 log = logging.getLogger(__name__)
 CLOCK_MARGIN = timedelta(minutes=5)
 
 
-def run_window(context: dict[str, Any], timetable: SearchableMinuteTimetable) -> tuple[datetime, datetime]:
-    """Return `[start, end)` of a run: its data interval, or for a run without a logical date (a manual
-    trigger) the last complete minute before its `run_after`."""
-    start, end = context.get("data_interval_start"), context.get("data_interval_end")
-    if start is not None and end is not None:
-        return start, end
-    return tuple(timetable.infer_manual_data_interval(run_after=context["dag_run"].run_after))
+def run_window(context: dict[str, Any]) -> tuple[datetime, datetime]:
+    """Return `[start, end)` of a run: the minute that holds its logical date, whatever the run's type (a
+    scheduled run's logical date is its window's start), or for a run without a logical date (the UI's
+    Trigger) the last complete minute before it was triggered."""
+    dag_run = context["dag_run"]
+    if dag_run.logical_date is not None:
+        return tuple(minute_of(dag_run.logical_date))
+    start, end = minute_of(dag_run.run_after)
+    return start - WINDOW, start
 
 
 def skip_if_unreachable(start: datetime, end: datetime, timetable: SearchableMinuteTimetable) -> None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -326,6 +328,28 @@ class AirflowStack:
             )
 
         return mine(self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end"))
+
+    def trigger(
+        self, logical_date: datetime | None, conf: dict[str, Any], dag_id: str = DAG_ID
+    ) -> dict[str, Any]:
+        """Trigger a manual run, as the UI's Trigger button does (`logical_date` None: without one); return it."""
+        body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": conf}
+        return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+
+    def kill_task(self, ti_id: str) -> list[int]:
+        """SIGKILL a running task instance with the LocalExecutor worker that supervises it, as a lost worker:
+        Airflow learns of it only when its heartbeat times out. Return the pids killed."""
+        killed = []
+        for entry in Path("/proc").iterdir():
+            try:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError):
+                continue
+            if entry.name.isdigit() and ti_id in title:
+                with suppress(ProcessLookupError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.append(int(entry.name))
+        return killed
 
     def set_pool(self, name: str, slots: int) -> None:
         """Create a pool, or set its slots."""

@@ -204,6 +204,20 @@ class Service:
             self._process = None
         self.pidfile.unlink(missing_ok=True)
 
+    def freeze(self) -> None:
+        """SIGSTOP every process of its session: it stays, but answers nothing, as a host that hangs."""
+        self._signal_session(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT every process of its session, after freeze()."""
+        self._signal_session(signal.SIGCONT)
+
+    def _signal_session(self, signum: int) -> None:
+        session = self._process.pid if self._process else self._recorded_pid()
+        for member in session_members(session) if session is not None else ():
+            with suppress(ProcessLookupError):
+                os.kill(member, signum)
+
     def _recorded_pid(self) -> int | None:
         try:
             return int(self.pidfile.read_text().split()[0])

@@ -104,10 +104,9 @@ def read_topic(
         consumer.close()
 
 
-def run_dag(window_end: datetime, retries: int | None = None, **conf) -> dict[str, str]:
-    """Run tweets_to_kafka as `airflow dags test` does, for the window ending at `window_end` (a manual
-    run's data interval is the last complete minute before its logical date), optionally with another
-    number of task retries; return each task's final state."""
+def run_dag(window_start: datetime, retries: int | None = None, **conf) -> dict[str, str]:
+    """Run tweets_to_kafka as `airflow dags test` does, for the window starting at `window_start` (its
+    logical date), optionally with another number of task retries; return each task's final state."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session
@@ -117,7 +116,7 @@ def run_dag(window_end: datetime, retries: int | None = None, **conf) -> dict[st
     if retries is not None:
         for task in dag.tasks:
             task.retries = retries
-    run = dag.test(logical_date=window_end, run_conf=conf or None)
+    run = dag.test(logical_date=window_start, run_conf=conf or None)
     with create_session() as session:
         instances = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run.run_id))
         return {ti.task_id: ti.state for ti in instances}

@@ -32,6 +32,12 @@ def ceil_minute(moment: DateTime) -> DateTime:
     return floor_minute(moment - timedelta(microseconds=1)) + WINDOW
 
 
+def minute_of(moment: DateTime) -> DataInterval:
+    """The one-minute window `[start, end)` that holds `moment`."""
+    start = floor_minute(moment)
+    return DataInterval(start, start + WINDOW)
+
+
 class SearchableMinuteTimetable(Timetable):
     """
     One run per one-minute UTC window `[start, end)`, created once the window is searchable (`end + settle`).
@@ -98,15 +104,28 @@ class SearchableMinuteTimetable(Timetable):
         return DagRunInfo(run_after=self.searchable_at(end), data_interval=DataInterval(start, end))
 
     def infer_manual_data_interval(self, *, run_after: DateTime) -> DataInterval:
-        """A manual run takes the last complete minute before it."""
-        end = floor_minute(run_after)
-        return DataInterval(end - WINDOW, end)
+        """A manual run with a logical date takes the minute that holds it (Airflow passes the logical date as
+        `run_after` here), as a scheduled run with that logical date would."""
+        return minute_of(run_after)
+
+    def run_info_from_dag_run(self, *, dag_run) -> DagRunInfo:
+        """The window of a run, from its logical date: the scheduler computes the next run from a manual run
+        that has a scheduled minute's logical date, and `airflow dags trigger -l` stores a manual run's data
+        interval from the trigger's time, not from its logical date."""
+        if dag_run.logical_date is None:
+            return super().run_info_from_dag_run(dag_run=dag_run)
+        return DagRunInfo(
+            run_after=timezone.coerce_datetime(dag_run.run_after),
+            data_interval=minute_of(timezone.coerce_datetime(dag_run.logical_date)),
+        )
 
     def generate_run_id(
         self, *, run_type, run_after: DateTime, data_interval: DataInterval | None, **extra
     ) -> str:
-        """Name a run by its window, e.g. `scheduled__2026-11-25T16:06--16:07Z` for [16:06, 16:07) UTC."""
-        if data_interval is None:
+        """Name a scheduled or backfill run by its window, e.g. `scheduled__2026-11-25T16:06--16:07Z` for
+        [16:06, 16:07) UTC (a minute has one of those); a manual run keeps Airflow's name, from when it was
+        triggered, since a minute may have several."""
+        if data_interval is None or run_type.value not in ("scheduled", "backfill"):
             return super().generate_run_id(
                 run_type=run_type, run_after=run_after, data_interval=None, **extra
             )

@@ -62,15 +62,16 @@ def test_dag_is_documented_tagged_and_parameterised(dag):
     }
 
 
-def test_produce_uses_the_providers_operator_asynchronously_with_a_failing_callback(dag):
+def test_produce_uses_the_providers_operator_asynchronously_one_at_a_time_with_the_ledger(dag):
     from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 
-    from include.kafka_delivery import ProduceWindowOperator, fail_on_delivery_error
+    from include.kafka_delivery import ProduceWindowOperator
 
     produce = dag.get_task("produce_tweets")
     assert isinstance(produce, ProduceWindowOperator) and isinstance(produce, ProduceToTopicOperator)
     assert produce.kafka_config_id == "kafka_default" and produce.synchronous is False
-    assert produce.delivery_callback is fail_on_delivery_error
+    assert produce.max_active_tis_per_dag == 1, "the stream's one transactional id: one produce at a time"
+    assert produce.ledger_topic == "tweets-to-kafka.deliveries"
     assert [outlet.name for outlet in produce.outlets] == ["tweets-kafka-topic"]
 
 

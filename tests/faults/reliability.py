@@ -44,17 +44,18 @@ class Case:
     checked: bool = False
 
     def run(
-        self, window_end: datetime, retries: int | None = None, retry_delay: float | None = None, **conf
+        self, window_start: datetime, retries: int | None = None, retry_delay: float | None = None, **conf
     ) -> Run:
         """Run tweets_to_kafka with dag.test() (which retries failed tasks in-process) for the window
-        ending at `window_end`, optionally with other retries or a shorter first retry delay (seconds)."""
+        starting at `window_start` (its logical date), optionally with other retries or a shorter first retry
+        delay (seconds)."""
         dag = DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"]
         for task in dag.tasks:
             if retries is not None:
                 task.retries = retries
             if retry_delay is not None:
                 task.retry_delay = timedelta(seconds=retry_delay)
-        dag_run = dag.test(logical_date=window_end, run_conf=conf or None)
+        dag_run = dag.test(logical_date=window_start, run_conf=conf or None)
         with create_session() as session:
             instances = list(
                 session.scalars(select(TaskInstance).where(TaskInstance.run_id == dag_run.run_id))
@@ -108,14 +109,15 @@ class Case:
 
 
 def when_task_is(
-    window_end: datetime, task_id: str, state: str, action, timeout: float = 300
+    window_start: datetime, task_id: str, state: str, action, timeout: float = 300
 ) -> threading.Thread:
-    """Call `action` in a thread as soon as the task of the run for `window_end` is in `state` (as read from
-    the metadata database), e.g. to bring a service back while the task waits for its retry."""
+    """Call `action` in a thread as soon as the task of the run for the window starting at `window_start` is in
+    `state` (as read from the metadata database), e.g. to bring a service back while the task waits for its
+    retry."""
     query = (
         select(TaskInstance.state)
         .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
-        .where(DagRun.logical_date == window_end, TaskInstance.task_id == task_id)
+        .where(DagRun.logical_date == window_start, TaskInstance.task_id == task_id)
     )
 
     def watch() -> None:

@@ -42,7 +42,7 @@ def test_every_unicode_plane_very_long_text_and_null_metrics_round_trip_exactly(
     page = {"data": tweets, "includes": {"users": [author]}, "meta": {"result_count": 3}}
     simulator.add_fault(body=json.dumps(page))
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "success"}
     expected = {t["id"].encode(): to_record(t, author if t["author_id"] == "7" else None) for t in tweets}
@@ -59,9 +59,9 @@ def test_a_missing_twitter_connection_fails_naming_it_before_any_request(
 ):
     """Expected: fetch_tweets fails saying which connection is not defined; nothing is requested."""
     monkeypatch.delenv("AIRFLOW_CONN_TWITTER_DEFAULT")
-    _, end = past_window(51)
+    start, _ = past_window(51)
 
-    run = case.run(end, retries=0, topic=topic)
+    run = case.run(start, retries=0, topic=topic)
 
     assert run.states == {"fetch_tweets": "failed", "produce_tweets": "upstream_failed"}
     assert "The conn_id `twitter_default` isn't defined" in capfd.readouterr().out
@@ -79,7 +79,7 @@ def test_a_kafka_connection_without_bootstrap_servers_fails_at_once_naming_the_c
     broken = {k: v for k, v in KAFKA_CONFIG.items() if k != "bootstrap.servers"} | {"sasl.password": secret}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=broken)
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert run.tries["produce_tweets"] == 1, "no retry: the connection must be fixed first"
@@ -88,7 +88,7 @@ def test_a_kafka_connection_without_bootstrap_servers_fails_at_once_naming_the_c
     assert secret not in out and TOKEN not in out
 
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
-    assert case.run(end, topic=topic).states == {"fetch_tweets": "success", "produce_tweets": "success"}
+    assert case.run(start, topic=topic).states == {"fetch_tweets": "success", "produce_tweets": "success"}
     case.check_delivered(simulator, topic, [(start, end)])
 
 

@@ -36,12 +36,12 @@ def test_one_broker_killed_during_a_run_of_windows_loses_nothing_and_fails_no_ta
     watcher = TopicWatcher(topic, cluster.bootstrap)
     began = time.monotonic()
     runs = []
-    for number, (_, end) in enumerate(windows, 1):
+    for number, (start, _) in enumerate(windows, 1):
         if number == 3:
-            killer = when_task_is(end, "produce_tweets", "running", cluster.node(2).kill)
+            killer = when_task_is(start, "produce_tweets", "running", cluster.node(2).kill)
         if number == 6:
             cluster.node(2).start()
-        runs.append(case.run(end, topic=topic))
+        runs.append(case.run(start, topic=topic))
         if number == 3:
             killer.join(timeout=1)
             assert not killer.is_alive(), "node 2 was killed while the third window was produced"

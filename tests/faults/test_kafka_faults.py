@@ -26,9 +26,9 @@ def test_broker_down_before_produce_fails_the_try_and_the_retry_delivers(case, s
     start, end = past_window(40)
     create_topic(broker.bootstrap, topic)
     broker.stop()
-    when_task_is(end, "produce_tweets", "up_for_retry", broker.start)
+    when_task_is(start, "produce_tweets", "up_for_retry", broker.start)
 
-    run = case.run(end, retry_delay=5, topic=topic)
+    run = case.run(start, retry_delay=5, topic=topic)
 
     assert run.states == SUCCESS
     assert run.tries["fetch_tweets"] == 1 and run.tries["produce_tweets"] >= 2
@@ -57,10 +57,10 @@ def test_broker_killed_while_producing_a_large_window_is_survived(
         time.sleep(2)
         broker.start()
 
-    when_task_is(end, "produce_tweets", "running", kill_mid_produce, timeout=600)
+    when_task_is(start, "produce_tweets", "running", kill_mid_produce, timeout=600)
     began = time.monotonic()
 
-    run = case.run(end, retry_delay=5, topic=topic)
+    run = case.run(start, retry_delay=5, topic=topic)
 
     assert written_at_kill and 0 < written_at_kill[0] < tweets, "the broker died while records were written"
     case.measured |= {"records_at_kill": written_at_kill[0], "produce_tries": run.tries["produce_tweets"]}
@@ -72,7 +72,7 @@ def test_broker_down_longer_than_every_retry_ends_the_run_failed_never_success(
     case, simulator, own_broker, topic, monkeypatch, capfd
 ):
     """Expected: every try of produce fails (here 3 tries, 5 s bound), the run ends failed and says which
-    window's transaction could not start, at which connection; once the broker is back a rerun delivers."""
+    connection's brokers did not answer, within which bound; once the broker is back a rerun delivers."""
     broker = own_broker
     start, end = past_window(42)
     create_topic(broker.bootstrap, topic)
@@ -84,17 +84,17 @@ def test_broker_down_longer_than_every_retry_ends_the_run_failed_never_success(
     )
     broker.stop()
 
-    run = case.run(end, retries=2, retry_delay=1, topic=topic)
+    run = case.run(start, retries=2, retry_delay=1, topic=topic)
 
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert run.tries["produce_tweets"] == 3
     out = capfd.readouterr().out
-    assert f"Kafka did not start transaction 'tweets-to-kafka.tweets_to_kafka.{topic}." in out
-    assert "for connection 'kafka_default' within 5 s" in out
+    assert "Kafka did not answer connection 'kafka_default' within 5 s: " in out
+    assert "(check that the brokers of its bootstrap.servers are reachable)" in out
 
     broker.start()
     assert read_topic(topic, broker.bootstrap) == [], "a failed run wrote nothing"
-    assert case.run(end, topic=topic).states == SUCCESS
+    assert case.run(start, topic=topic).states == SUCCESS
     case.check_delivered(simulator, topic, [(start, end)], broker.bootstrap)
 
 
@@ -105,9 +105,9 @@ def test_a_missing_topic_with_auto_creation_off_fails_naming_it_until_it_exists(
     task's retry delivers everything."""
     broker = own_broker
     start, end = past_window(43)
-    when_task_is(end, "produce_tweets", "up_for_retry", lambda: create_topic(broker.bootstrap, topic))
+    when_task_is(start, "produce_tweets", "up_for_retry", lambda: create_topic(broker.bootstrap, topic))
 
-    run = case.run(end, retry_delay=1, topic=topic)
+    run = case.run(start, retry_delay=1, topic=topic)
 
     assert run.states == SUCCESS and run.tries["produce_tweets"] == 2
     out = capfd.readouterr().out

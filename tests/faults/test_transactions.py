@@ -35,7 +35,7 @@ def start_large_window_try(simulator, broker, topic, monkeypatch, minutes_ago, l
     small_batches = {**KAFKA_CONFIG, "bootstrap.servers": broker.bootstrap, **SMALL_BATCHES}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=small_batches)
     watcher = TopicWatcher(topic, broker.bootstrap)
-    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
+    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", start.isoformat()]
     command += ["--conf", json.dumps({"topic": topic})]
     with log.open("w") as output:
         process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=output, start_new_session=True)
@@ -65,7 +65,7 @@ def test_task_process_killed_mid_produce_then_retried_shows_the_window_once(
     assert watcher.seen == [], "a read_committed consumer sees nothing of the killed try"
 
     retried = time.monotonic()
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == SUCCESS
     case.measured["records_at_kill"] = written
@@ -87,7 +87,7 @@ def test_a_frozen_try_is_fenced_by_the_retry_and_its_records_never_become_visibl
         freeze = lambda: os.killpg(zombie.pid, signal.SIGSTOP)  # noqa: E731
         written = when_written(topic, broker.bootstrap, freeze, LARGE_WINDOW, timeout=120)
         retried = time.monotonic()
-        run = case.run(end, topic=topic)
+        run = case.run(start, topic=topic)
         os.killpg(zombie.pid, signal.SIGCONT)
         deadline = time.monotonic() + 120
         while "Kafka did not deliver record" not in log.read_text() and time.monotonic() < deadline:
@@ -137,10 +137,10 @@ def test_a_produce_failure_after_some_records_is_invisible_and_the_retry_commits
         os.kill(broker.pid, signal.SIGCONT)
         retried.append(time.monotonic())
 
-    when_task_is(end, "produce_tweets", "running", freeze_mid_produce, timeout=600)
-    when_task_is(end, "produce_tweets", "up_for_retry", resume, timeout=600)
+    when_task_is(start, "produce_tweets", "running", freeze_mid_produce, timeout=600)
+    when_task_is(start, "produce_tweets", "up_for_retry", resume, timeout=600)
     try:
-        run = case.run(end, retry_delay=2, topic=topic)
+        run = case.run(start, retry_delay=2, topic=topic)
     finally:
         os.kill(broker.pid, signal.SIGCONT)
 
@@ -183,7 +183,7 @@ def test_a_broker_refusing_the_transactional_id_fails_at_once_naming_the_connect
     for future in admin.create_acls([AclBinding(**deny)]).values():
         future.result(timeout=30)
     try:
-        run = case.run(end, topic=topic)
+        run = case.run(start, topic=topic)
     finally:
         for future in admin.delete_acls([AclBindingFilter(**deny)]).values():
             future.result(timeout=30)
@@ -191,12 +191,15 @@ def test_a_broker_refusing_the_transactional_id_fails_at_once_naming_the_connect
     assert run.states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert run.tries["produce_tweets"] == 1, "not retried: it fails until someone grants the ACL"
     out = capfd.readouterr().out
-    assert "Kafka refused transactional id 'tweets-to-kafka.tweets_to_kafka." in out
+    assert (
+        "Kafka refused transactional id 'tweets-to-kafka:tweets_to_kafka' to connection 'kafka_default': "
+        in out
+    )
     assert (
         "' to connection 'kafka_default': " in out and "Transactional Id authorization failed. Grant" in out
     )
     assert "--operation Write --operation Describe --transactional-id tweets-to-kafka" in out
     assert read_topic(topic, broker.bootstrap, isolation="read_uncommitted") == []
 
-    assert case.run(end, topic=topic).states == SUCCESS
+    assert case.run(start, topic=topic).states == SUCCESS
     case.check_delivered(simulator, topic, [(start, end)], broker.bootstrap)

@@ -28,7 +28,7 @@ def test_429_with_a_near_reset_is_waited_out_inside_the_task(case, simulator, to
     reset = int(time.time()) + 3
     simulator.add_fault(status=429, page=2, headers={"x-rate-limit-reset": str(reset)})
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == SUCCESS and run.tries["fetch_tweets"] == 1
     assert time.time() >= reset
@@ -46,7 +46,7 @@ def test_429_with_a_reset_beyond_the_x_api_s_window_fails_the_try_and_airflow_re
     simulator.add_fault(status=429, headers={"x-rate-limit-reset": str(int(reset.timestamp()))})
 
     began = time.monotonic()
-    run = case.run(end, retry_delay=1, topic=topic)
+    run = case.run(start, retry_delay=1, topic=topic)
 
     assert run.states == SUCCESS and run.tries["fetch_tweets"] == 2
     assert time.monotonic() - began < 60
@@ -60,7 +60,7 @@ def test_429_without_a_reset_header_is_retried_with_backoff(case, simulator, top
     start, end = past_window(32)
     simulator.add_fault(status=429, headers={"x-rate-limit-reset": None})
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == SUCCESS and run.tries["fetch_tweets"] == 1
     assert search_requests(simulator) == [(1, 429), (1, 200)]
@@ -76,7 +76,7 @@ def test_a_burst_of_server_errors_outlasting_the_hooks_attempts_is_survived_by_a
     simulator.set_rate(start, 250)
     simulator.add_fault(status=503, page=2, times=6)
 
-    run = case.run(end, retry_delay=1, topic=topic)
+    run = case.run(start, retry_delay=1, topic=topic)
 
     assert run.states == SUCCESS and run.tries == {"fetch_tweets": 2, "produce_tweets": 1}
     first_try = [(1, 200)] + [(2, 503)] * 4
@@ -93,7 +93,7 @@ def test_a_hung_connection_times_out_and_is_retried(case, simulator, topic, capf
     simulator.add_fault(page=2, delay=40)
 
     began = time.monotonic()
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == SUCCESS and run.tries["fetch_tweets"] == 1
     assert 30 <= time.monotonic() - began < 40
@@ -109,9 +109,9 @@ def test_connection_refused_fails_the_try_and_the_retry_delivers_once_the_api_is
     the API comes back while the task waits for its retry, which delivers everything."""
     start, end = past_window(35)
     simulator.stop()
-    when_task_is(end, "fetch_tweets", "up_for_retry", simulator.start)
+    when_task_is(start, "fetch_tweets", "up_for_retry", simulator.start)
 
-    run = case.run(end, retry_delay=2, topic=topic)
+    run = case.run(start, retry_delay=2, topic=topic)
 
     assert run.states == SUCCESS and run.tries == {"fetch_tweets": 2, "produce_tweets": 1}
     assert search_requests(simulator) == [(1, 200)], "the simulator saw only the retry"
@@ -126,7 +126,7 @@ def test_a_malformed_body_is_retried(case, simulator, topic, capfd):
     simulator.set_rate(start, 150)
     simulator.add_fault(page=2, body='{"data": [{"id": ')
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == SUCCESS and run.tries["fetch_tweets"] == 1
     assert search_requests(simulator) == [(1, 200), (2, 200), (2, 200)], "the bad page is asked for again"
@@ -144,7 +144,7 @@ def test_a_failure_on_page_3_of_4_rereads_the_window_and_writes_each_tweet_once(
     watcher = TopicWatcher(topic, BOOTSTRAP)
     began = time.monotonic()
 
-    run = case.run(end, retry_delay=1, topic=topic)
+    run = case.run(start, retry_delay=1, topic=topic)
 
     assert run.states == SUCCESS and run.tries == {"fetch_tweets": 2, "produce_tweets": 1}
     first_try = [(1, 200), (2, 200)] + [(3, 500)] * 4
@@ -182,7 +182,7 @@ def test_a_client_error_fails_fast_and_a_rerun_after_the_fix_delivers(
     start, end = past_window(38)
     simulator.add_fault(status=status, times=-1)
 
-    run = case.run(end, topic=topic)
+    run = case.run(start, topic=topic)
 
     assert run.states == {"fetch_tweets": "failed", "produce_tweets": "upstream_failed"}
     assert run.tries["fetch_tweets"] == 1
@@ -193,5 +193,5 @@ def test_a_client_error_fails_fast_and_a_rerun_after_the_fix_delivers(
     assert read_topic(topic) == []
 
     simulator.clear_faults()
-    assert case.run(end, topic=topic).states == SUCCESS
+    assert case.run(start, topic=topic).states == SUCCESS
     case.check_delivered(simulator, topic, [(start, end)])

@@ -44,7 +44,7 @@ def test_a_window_of_three_pages_lands_in_the_topic_exactly(simulator, topic, ca
     start, end = past_window(90)
     simulator.set_rate(start, 250)
 
-    states = run_dag(end, topic=topic)
+    states = run_dag(start, topic=topic)
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "success"}
     records = read_topic(topic)
@@ -71,9 +71,9 @@ def test_the_produce_task_emits_an_asset_event_naming_the_topic_it_wrote(topic):
     from airflow.utils.session import create_session
     from sqlalchemy import func, select
 
-    _, end = past_window(85)
+    start, _ = past_window(85)
 
-    run_dag(end, topic=topic)
+    run_dag(start, topic=topic)
 
     with create_session() as session:
         events = session.scalar(
@@ -90,7 +90,7 @@ def test_window_boundaries_first_second_in_end_second_out(simulator, topic):
     first_of_next = simulator.tweets_between(end, end + timedelta(seconds=1), DAG_QUERY)
     assert first_of_window and first_of_next, "the simulator posts a tweet on each minute's first second"
 
-    assert run_dag(end, topic=topic)["produce_tweets"] == "success"
+    assert run_dag(start, topic=topic)["produce_tweets"] == "success"
 
     keys = {key for key, _ in read_topic(topic)}
     assert {t["id"].encode() for t in first_of_window} <= keys
@@ -101,7 +101,7 @@ def test_an_empty_window_succeeds_with_one_request_and_no_records(simulator, top
     start, end = past_window(70)
     simulator.set_rate(start, 0)
 
-    assert run_dag(end, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
+    assert run_dag(start, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
 
     assert read_topic(topic) == []
     assert len(search_requests(simulator)) == 1
@@ -110,7 +110,7 @@ def test_an_empty_window_succeeds_with_one_request_and_no_records(simulator, top
 def test_seed_format_splits_into_the_seeds_six_fields(simulator, topic):
     start, end = past_window(60)
 
-    assert run_dag(end, topic=topic, record_format="seed")["produce_tweets"] == "success"
+    assert run_dag(start, topic=topic, record_format="seed")["produce_tweets"] == "success"
 
     records = dict(read_topic(topic))
     expected = expected_records(simulator, start, end)
@@ -129,8 +129,8 @@ def test_seed_format_splits_into_the_seeds_six_fields(simulator, topic):
 def test_a_rerun_writes_the_same_keys_and_values(simulator, topic):
     start, end = past_window(50)
 
-    run_dag(end, topic=topic)
-    run_dag(end, topic=topic)
+    run_dag(start, topic=topic)
+    run_dag(start, topic=topic)
 
     records = read_topic(topic)
     expected = expected_records(simulator, start, end)
@@ -143,7 +143,7 @@ def test_one_server_error_is_retried_and_everything_is_delivered(simulator, topi
     simulator.set_rate(start, 150)
     simulator.add_fault(status=503, page=2)
 
-    assert run_dag(end, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
+    assert run_dag(start, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
 
     assert {key for key, _ in read_topic(topic)} == expected_records(simulator, start, end).keys()
     assert [(r["page"], r["status"]) for r in search_requests(simulator)] == [(1, 200), (2, 503), (2, 200)]
@@ -153,9 +153,9 @@ def test_a_wrong_token_fails_fetch_at_once_naming_the_connection(simulator, topi
     set_connection(
         monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password="wrong-token"
     )
-    _, end = past_window(30)
+    start, _ = past_window(30)
 
-    states = run_dag(end, topic=topic)
+    states = run_dag(start, topic=topic)
 
     assert states == {"fetch_tweets": "failed", "produce_tweets": "upstream_failed"}, (
         "failed, not up_for_retry"
@@ -176,10 +176,10 @@ def test_a_wrong_token_fails_fetch_at_once_naming_the_connection(simulator, topi
     ],
 )
 def test_an_invalid_param_refuses_the_run_before_any_request(simulator, param, value):
-    _, end = past_window(30)
+    start, _ = past_window(30)
 
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {param}"):
-        run_dag(end, **{param: value})
+        run_dag(start, **{param: value})
 
     assert search_requests(simulator) == []
 
@@ -187,15 +187,15 @@ def test_an_invalid_param_refuses_the_run_before_any_request(simulator, param, v
 def test_with_the_broker_down_produce_fails_within_the_delivery_bound(simulator, topic, monkeypatch, capfd):
     down = {**KAFKA_CONFIG, "bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 5000}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=down)
-    _, end = past_window(20)
+    start, _ = past_window(20)
 
     began = time.monotonic()
-    states = run_dag(end, retries=0, topic=topic)
+    states = run_dag(start, retries=0, topic=topic)
     elapsed = time.monotonic() - began
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert elapsed < 40, f"the produce task must fail within message.timeout.ms, took {elapsed:.0f} s"
-    assert "Kafka did not start transaction" in capfd.readouterr().out
+    assert "Kafka did not answer connection 'kafka_default' within 5 s: " in capfd.readouterr().out
 
 
 def test_records_the_broker_refuses_fail_the_try_which_aborts_its_transaction_at_once(
@@ -209,14 +209,56 @@ def test_records_the_broker_refuses_fail_the_try_which_aborts_its_transaction_at
     start, end = past_window(21)
     simulator.set_rate(start, 20_000)
 
-    states = run_dag(end, retries=0, topic=topic)
+    states = run_dag(start, retries=0, topic=topic)
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     logged = capfd.readouterr().out + caplog.text
     assert "Kafka did not deliver record" in logged and "Broker: Message size too large" in logged
-    assert "Aborted transaction 'tweets-to-kafka.tweets_to_kafka." in logged
+    assert "Aborted transaction 'tweets-to-kafka:tweets_to_kafka'" in logged
     assert "Could not abort" not in logged and "Purged" not in logged
     assert read_topic(topic) == []
+
+
+def test_numbers_given_as_strings_work_as_a_secrets_backend_gives_them(simulator, topic, monkeypatch):
+    strings = {**KAFKA_CONFIG, "message.timeout.ms": "15000", "linger.ms": "20", "enable.idempotence": "true"}
+    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=strings)
+    start, end = past_window(14)
+
+    assert run_dag(start, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
+    assert {key for key, _ in read_topic(topic)} == expected_records(simulator, start, end).keys()
+
+
+def test_a_delivery_timeout_beyond_the_transaction_timeout_fails_at_once_naming_both(
+    simulator, topic, monkeypatch, capfd
+):
+    """librdkafka refuses such a transactional producer with a message that names neither the connection nor
+    the fix; the task fails without retries, before any record, saying both."""
+    too_long = {**KAFKA_CONFIG, "message.timeout.ms": 120000}
+    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=too_long)
+    start, _ = past_window(15)
+
+    states = run_dag(start, topic=topic)
+
+    assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
+    assert (
+        "Connection 'kafka_default': message.timeout.ms (120000) exceeds transaction.timeout.ms (60000)"
+        in capfd.readouterr().out
+    )
+    assert read_topic(topic, isolation="read_uncommitted") == []
+
+
+def test_without_a_transactional_id_each_try_says_delivery_is_at_least_once(
+    simulator, topic, monkeypatch, capfd, caplog
+):
+    idempotent = {key: value for key, value in KAFKA_CONFIG.items() if key != "transactional.id"}
+    set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=idempotent)
+    start, end = past_window(16)
+
+    assert run_dag(start, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
+
+    logged = capfd.readouterr().out + caplog.text
+    assert "has no 'transactional.id' in its extra: this window is delivered at least once" in logged
+    assert {key for key, _ in read_topic(topic)} == expected_records(simulator, start, end).keys()
 
 
 def test_airflow_dags_test_from_the_readme_never_logs_the_token_at_debug(simulator, kafka, topic):
@@ -237,7 +279,7 @@ def test_airflow_dags_test_from_the_readme_never_logs_the_token_at_debug(simulat
         "dags",
         "test",
         "tweets_to_kafka",
-        end.isoformat(),
+        start.isoformat(),
         "--conf",
         json.dumps({"topic": topic}),
     ]

@@ -20,7 +20,7 @@ def test_edited_posts_empty_pages_and_the_basic_tier_deliver_every_latest_versio
     simulator.set_rate(start, 250)
     simulator.edit_rate, simulator.empty_page_rate, simulator.tier = 0.3, 1.0, "basic"
 
-    assert run_dag(end, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
+    assert run_dag(start, topic=topic) == {"fetch_tweets": "success", "produce_tweets": "success"}
 
     expected = {
         t["id"].encode(): to_record(t, t["author"]) for t in simulator.tweets_between(start, end, DAG_QUERY)
@@ -40,10 +40,10 @@ def test_edited_posts_empty_pages_and_the_basic_tier_deliver_every_latest_versio
 def test_a_usage_cap_fails_the_run_at_once_naming_period_and_scope(simulator, topic, capfd):
     """Expected: a 429 UsageCapExceeded is not waited out nor retried although the DAG has 3 retries:
     one request, fetch_tweets failed, the log says which cap and what to do, nothing is written."""
-    _, end = past_window(46)
+    start, _ = past_window(46)
     simulator.usage_cap = 0
 
-    states = run_dag(end, topic=topic)
+    states = run_dag(start, topic=topic)
 
     assert states == {"fetch_tweets": "failed", "produce_tweets": "upstream_failed"}
     assert [r["status"] for r in simulator.requests] == [429]

@@ -65,6 +65,8 @@ def airflow_stack(kafka, x_api_server):
         port=TEST_AIRFLOW_PORT,
         connections=connections(x_api_server.url, x_api_server.bearer_token, KAFKA_CONFIG),
         pools={"x_api": 1},
+        # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5.
+        settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60"},
     )
     with stack:
         yield stack

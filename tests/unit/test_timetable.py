@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pendulum
 import pytest
@@ -130,9 +131,37 @@ def test_settle_sets_when_a_run_is_created(clock):
     assert info.run_after == T + 2 * MINUTE + timedelta(seconds=12)
 
 
-def test_a_manual_run_takes_the_last_complete_minute_before_it():
-    interval = SearchableMinuteTimetable().infer_manual_data_interval(run_after=T.add(minutes=5, seconds=42))
-    assert (interval.start, interval.end) == (T + 4 * MINUTE, T + 5 * MINUTE)
+@pytest.mark.parametrize("seconds", [0, 42])
+def test_a_manual_run_takes_the_minute_of_its_logical_date(seconds):
+    """Airflow passes a manual run's logical date as run_after here: the run takes the minute a scheduled run with
+    that logical date would."""
+    interval = SearchableMinuteTimetable().infer_manual_data_interval(
+        run_after=T.add(minutes=5, seconds=seconds)
+    )
+    assert (interval.start, interval.end) == (T + 5 * MINUTE, T + 6 * MINUTE)
+
+
+def test_the_next_run_after_a_manual_run_that_took_a_scheduled_minutes_place_is_the_next_minute(clock):
+    """The scheduler does not create a scheduled run whose logical date a manual run has: it computes the next one
+    from that manual run (apache/airflow#41208). `airflow dags trigger -l` stores the trigger time's minute as the
+    manual run's data interval: the window comes from its logical date instead, so the schedule goes on with the
+    next minute and skips none."""
+    clock(T.add(hours=1))
+    timetable = SearchableMinuteTimetable()
+    manual = SimpleNamespace(
+        run_type=DagRunType.MANUAL,
+        logical_date=T,
+        run_after=T.add(minutes=7),
+        data_interval_start=T.add(minutes=6),
+        data_interval_end=T.add(minutes=7),
+        partition_key=None,
+        partition_date=None,
+    )
+
+    reference = timetable.run_info_from_dag_run(dag_run=manual)
+    info = next_run(timetable, last=reference.data_interval)
+
+    assert window(info) == (T + MINUTE, T + 2 * MINUTE)
 
 
 @pytest.mark.parametrize(
@@ -151,9 +180,10 @@ def test_runs_are_named_by_their_window(run_type, expected):
     assert name == expected
 
 
-def test_a_run_without_window_keeps_airflows_name():
+@pytest.mark.parametrize("data_interval", [None, DataInterval(T, T + MINUTE)])
+def test_a_manual_run_keeps_airflows_name_since_a_minute_may_have_several(data_interval):
     name = SearchableMinuteTimetable().generate_run_id(
-        run_type=DagRunType.MANUAL, run_after=T, data_interval=None
+        run_type=DagRunType.MANUAL, run_after=T, data_interval=data_interval
     )
     assert name == "manual__2026-11-25T10:00:00+00:00"
 

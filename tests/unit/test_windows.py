@@ -21,9 +21,7 @@ def scheduled_run(previous_end: datetime | None) -> dict:
     """The context of the scheduled run of [T, T+1) whose previous run ended at `previous_end`."""
     previous = None if previous_end is None else SimpleNamespace(data_interval_end=previous_end)
     return {
-        "data_interval_start": T,
-        "data_interval_end": T + MINUTE,
-        "dag_run": SimpleNamespace(run_type="scheduled"),
+        "dag_run": SimpleNamespace(run_type="scheduled", logical_date=T),
         "ti": SimpleNamespace(get_previous_dagrun=lambda: previous),
     }
 
@@ -39,12 +37,24 @@ def iso(moment: datetime) -> str:
 
 
 def test_a_scheduled_run_searches_its_data_interval():
-    assert windows.run_window(scheduled_run(None), TIMETABLE) == (T, T + MINUTE)
+    assert windows.run_window(scheduled_run(None)) == (T, T + MINUTE)
+
+
+@pytest.mark.parametrize(
+    "logical_date", [T, T + timedelta(seconds=30), T + timedelta(seconds=59, microseconds=9)]
+)
+def test_a_manual_run_searches_the_minute_of_its_logical_date(logical_date):
+    """As the scheduled run with that logical date would: 10:00:00 and 10:00:30 both mean [10:00, 10:01)."""
+    context = {
+        "dag_run": SimpleNamespace(run_type="manual", logical_date=logical_date, run_after=T + 9 * MINUTE)
+    }
+    assert windows.run_window(context) == (T, T + MINUTE)
 
 
 def test_a_run_without_logical_date_takes_the_last_complete_minute_before_run_after():
-    context = {"dag_run": SimpleNamespace(run_after=T.replace(minute=5, second=42, microsecond=7))}
-    assert windows.run_window(context, TIMETABLE) == (T.replace(minute=4), T.replace(minute=5))
+    run_after = T.replace(minute=5, second=42, microsecond=7)
+    context = {"dag_run": SimpleNamespace(run_type="manual", logical_date=None, run_after=run_after)}
+    assert windows.run_window(context) == (T.replace(minute=4), T.replace(minute=5))
 
 
 def test_a_window_beyond_the_horizon_is_skipped_with_a_warning_and_no_request(caplog):
@@ -81,7 +91,10 @@ def test_no_warning_after_the_previous_window_or_for_the_first_run(caplog, previ
 
 def test_other_runs_do_not_look_for_left_out_windows():
     start = resumed_at()
-    context = {**scheduled_run(start - 90 * MINUTE), "dag_run": SimpleNamespace(run_type="backfill")}
+    context = {
+        **scheduled_run(start - 90 * MINUTE),
+        "dag_run": SimpleNamespace(run_type="backfill", logical_date=T),
+    }
     assert windows.unreachable_before(context, start, TIMETABLE) == 0
 
 

@@ -1,0 +1,133 @@
+"""The delivery ledger: a compacted Kafka topic with one record per delivered window, written in the window's own
+transaction. A later try of the window, once it has fenced the earlier ones, reads it to learn whether this same
+delivery already committed, as Kafka Connect's exactly-once sources keep their offsets (KIP-618). It is also the
+record of which minutes reached their topic, for whatever watches coverage."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import datetime, timedelta
+
+import msgspec
+
+LEDGER_TOPIC = "tweets-to-kafka.deliveries"  # the stream file's delivery_ledger_topic changes it
+RETENTION = timedelta(days=14)  # longer than the search's 7-day reach: no window older than that runs again
+TOPIC_CONFIG = {
+    "cleanup.policy": "compact,delete",
+    "retention.ms": str(int(RETENTION.total_seconds() * 1000)),
+}
+# A try looks for the entries written since its run started, less this much for workers' clocks that differ.
+CLOCK_MARGIN = timedelta(minutes=5)
+
+
+class Delivery(msgspec.Struct, kw_only=True, frozen=True):
+    """What one window's delivery wrote: a ledger record's value."""
+
+    stream: str  # the DAG id
+    window_start: datetime
+    window_end: datetime
+    topic: str
+    query: str
+    record_format: str
+    records: int
+    run_id: str
+    run_type: str
+    clear_number: int
+    try_number: int
+    transactional_id: str | None
+    searchable_at: datetime
+    committed_at: datetime  # the moment the try asked Kafka to commit
+
+    @property
+    def key(self) -> bytes:
+        return ledger_key(self.stream, self.topic, self.window_start)
+
+    def same_delivery(self, run_id: str, clear_number: int) -> bool:
+        """Whether this entry was written by a try of that run since it was last cleared."""
+        return self.run_id == run_id and self.clear_number == clear_number
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Delivery)
+
+
+def ledger_key(stream: str, topic: str, window_start: datetime) -> bytes:
+    """The key of a window's entry, e.g. `tweets_to_kafka/tweets-lambda1/2026-12-01T20:20Z`: compaction keeps
+    the latest delivery of each stream, topic and window."""
+    return f"{stream}/{topic}/{window_start:%Y-%m-%dT%H:%MZ}".encode()
+
+
+def encode(delivery: Delivery) -> bytes:
+    return _encoder.encode(delivery)
+
+
+def decode(value: bytes) -> Delivery:
+    return _decoder.decode(value)
+
+
+def partition_of(stream: str, partitions: int) -> int:
+    """The ledger partition that holds a stream's entries (a created ledger has one)."""
+    return zlib.crc32(stream.encode()) % partitions
+
+
+# How a reader of the ledger consumes: committed records only, told when it reached the end of what is stable,
+# and answered at once when there is nothing (the broker holds an empty fetch for 500 ms otherwise).
+READER_CONFIG = {
+    "isolation.level": "read_committed",
+    "enable.partition.eof": True,
+    "fetch.wait.max.ms": 10,
+    "enable.auto.commit": False,
+}
+
+
+class LedgerTimeout(TimeoutError):
+    """The ledger could not be read to its end in time: a transaction of another producer holds it."""
+
+
+def find_delivery(
+    consumer,
+    topic: str,
+    partition: int,
+    key: bytes,
+    since: datetime,
+    run_id: str,
+    clear_number: int,
+    timeout: float,
+) -> Delivery | None:
+    """The committed entry under `key` that a try of `run_id` wrote since it was last cleared, or None.
+
+    `consumer` has READER_CONFIG. It reads the partition from the first record written at or after `since` until
+    its end of stable records reaches the high watermark of its first fetch: every transaction that began before
+    then has committed or aborted, so an entry committed behind another producer's open transaction (past the
+    last stable offset, where a read_committed consumer stops) is waited for, not missed."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    here = TopicPartition(topic, partition)
+    since_ms = int(since.timestamp() * 1000)
+    start = consumer.offsets_for_times([TopicPartition(topic, partition, since_ms)], timeout)[0].offset
+    if start < 0:  # no committed record since (read_committed, the lookup stops at the last stable offset)
+        start = consumer.get_watermark_offsets(here, timeout)[1]  # the last stable offset
+    consumer.assign([TopicPartition(topic, partition, start)])
+    found, end = None, None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = consumer.poll(0.1)
+        if message is None:
+            continue
+        error = message.error()
+        if error is None:
+            if message.key() == key and (entry := decode(message.value())).same_delivery(
+                run_id, clear_number
+            ):
+                found = entry
+        elif error.code() == KafkaError._PARTITION_EOF:
+            end = end if end is not None else consumer.get_watermark_offsets(here, cached=True)[1]
+            if message.offset() >= end:
+                return found
+        else:
+            raise KafkaException(error)
+    raise LedgerTimeout(
+        f"the delivery ledger {topic!r} (partition {partition}) was not read to offset {end} within "
+        f"{timeout:.0f} s: a transaction of another producer is open in it"
+    )
