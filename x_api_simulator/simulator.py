@@ -315,8 +315,9 @@ class XApiSimulator:
         deactivated
     :param compliance_processing: seconds a compliance job stays ``in_progress`` after its upload
     :param compliance_rate_limit: requests per rate-limit window to each compliance endpoint (X: 150)
-    :param compliance_upload_ttl: seconds a job's upload URL lives (X: about 15 minutes)
-    :param compliance_download_ttl: seconds a job's download URL lives from the job's creation (X: 7 days)
+    :param compliance_upload_ttl: seconds a job's upload URL lives (X: about 15 minutes), rounded up
+    :param compliance_download_ttl: seconds a job's download URL lives from the job's creation (X: 7
+        days), rounded up
     """
 
     def __init__(
@@ -376,6 +377,7 @@ class XApiSimulator:
         self._events: dict[str, Event] = {}  # requested events by post id
         self._account_events: dict[str, Event] = {}  # requested events by user id
         self._edits: dict[str, Post] = {}  # versions made by an edit on request, by the id they replace
+        self._event_log: list[dict] = []  # the events made on request, in order
         self._requests: list[dict] = []
         self._rate_windows: dict[str, tuple[float, int]] = {}
         self._posts_read = 0
@@ -513,38 +515,32 @@ class XApiSimulator:
         an account (``id``: a user id). Deleted, withheld posts and every post of a protected,
         suspended or deactivated account leave search at once; an edit makes a new version, found
         once searchable in the window of its edit, that replaces the post. Returns the event:
-        kind, id, at."""
+        kind, id, at (and ``edited_id`` for an edit)."""
         if kind not in KINDS:
             raise ValueError(f"unknown compliance event {kind!r}: expected one of {', '.join(KINDS)}")
+        post = None if kind in ACCOUNT_KINDS else self._post(id)
+        if kind in ACCOUNT_KINDS and id not in {user["id"] for user in user_pool(self.seed)}:
+            raise ValueError(f"no user {id!r} among the simulator's users (seed {self.seed})")
+        if kind not in ACCOUNT_KINDS and post is None:
+            raise ValueError(f"no post {id!r} among the simulator's posts")
         now_ms = _now_ms()
-        if kind in ACCOUNT_KINDS:
-            if id not in {user["id"] for user in user_pool(self.seed)}:
-                raise ValueError(f"no user {id!r} among the simulator's users (seed {self.seed})")
-            with self._lock:
-                self._account_events[id] = Event(kind, now_ms)
-        else:
-            post = self._post(id)
-            if post is None:
-                raise ValueError(f"no post {id!r} among the simulator's posts")
-            with self._lock:
-                if kind == "edit" and id in self._edits:
-                    raise ValueError(f"post {id} was already edited into {self._edits[id].tweet['id']}")
-                if kind == "edit":
-                    self._edits[id] = self._edit(post, now_ms)
-                self._events[id] = Event(kind, now_ms)
-        return {"kind": kind, "id": id, "at": format_ms(now_ms)}
+        made = {"kind": kind, "id": id, "at": format_ms(now_ms)}
+        with self._lock:
+            if kind == "edit" and id in self._edits:
+                raise ValueError(f"post {id} was already edited into {self._edits[id].tweet['id']}")
+            if kind == "edit":
+                self._edits[id] = self._edit(post, now_ms)
+                made["edited_id"] = self._edits[id].tweet["id"]
+            (self._account_events if kind in ACCOUNT_KINDS else self._events)[id] = Event(kind, now_ms)
+            self._event_log.append(made)
+        return dict(made)
 
     @property
     def compliance_events(self) -> list[dict]:
-        """The events made on request, oldest first: kind, id, at (and the new id of an edit)."""
+        """The events made on request, in order: kind, id, at (and ``edited_id``, the new version's id,
+        for an edit)."""
         with self._lock:
-            made = [(event, id) for id, event in (*self._events.items(), *self._account_events.items())]
-            edits = {id: post.tweet["id"] for id, post in self._edits.items()}
-        return [
-            {"kind": event.kind, "id": id, "at": format_ms(event.at_ms)}
-            | ({"edited_id": edits[id]} if event.kind == "edit" else {})
-            for event, id in sorted(made, key=lambda pair: pair[0].at_ms)
-        ]
+            return [dict(event) for event in self._event_log]
 
     def compliance_results(self, ids: list[str], as_of: datetime | None = None) -> list[dict]:
         """The result lines a tweets compliance job finishing at ``as_of`` (default: now) gives for
@@ -569,7 +565,6 @@ class XApiSimulator:
         deactivated by now are left out."""
         now_ms = _now_ms()
         as_of = created_before_ms if created_before_ms is not None else now_ms
-        end_ms = min(end_ms, as_of)
         matches = parse(query) if query is not None else None
         with self._lock:
             events, accounts, edits = dict(self._events), dict(self._account_events), dict(self._edits)
@@ -579,13 +574,13 @@ class XApiSimulator:
             self.rate_per_minute,
             self.edit_rate,
             start_ms,
-            end_ms,
+            min(end_ms, as_of),
             as_of,
             self.compliance_rate,
         )
-        if edits:  # versions made on request replace theirs as edits do
+        if edits:  # versions made on request replace theirs once they exist (at as_of too)
             replaced = {tweet_id for tweet_id, post in edits.items() if post.epoch_ms <= as_of}
-            posts += [post for post in edits.values() if start_ms <= post.epoch_ms < end_ms]
+            posts += [post for post in edits.values() if start_ms <= post.epoch_ms < min(end_ms, as_of + 1)]
             posts = [post for post in posts if post.tweet["id"] not in replaced]
             posts.sort(key=lambda post: int(post.tweet["id"]), reverse=True)
 
@@ -926,14 +921,15 @@ class XApiSimulator:
         with self._lock:
             if any(job.type == kind and job.active(now_ms) for job in self._jobs.values()):
                 return 409, CONFLICT
+            created_ms = now_ms // 1000 * 1000  # X's job times are whole seconds, as the URLs' expiries
             job = Job(
                 id=str(((now_ms - TWITTER_EPOCH_MS) << 22) | len(self._jobs) % 4096),
                 type=kind,
                 name=name,
                 resumable=resumable,
-                created_ms=now_ms,
-                upload_expires_ms=now_ms + int(self.compliance_upload_ttl * 1000),
-                download_expires_ms=now_ms + int(self.compliance_download_ttl * 1000),
+                created_ms=created_ms,
+                upload_expires_ms=created_ms + math.ceil(self.compliance_upload_ttl) * 1000,
+                download_expires_ms=created_ms + math.ceil(self.compliance_download_ttl) * 1000,
                 processing_ms=int(self.compliance_processing * 1000),
             )
             self._jobs[job.id] = job
@@ -955,7 +951,7 @@ class XApiSimulator:
         with self._lock:
             jobs = [
                 job
-                for job in sorted(self._jobs.values(), key=lambda job: job.created_ms, reverse=True)
+                for job in sorted(self._jobs.values(), key=lambda job: int(job.id), reverse=True)
                 if job.type == kind and status in (None, job.status(now_ms))
             ]
         if not jobs:
