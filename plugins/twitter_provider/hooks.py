@@ -55,6 +55,19 @@ for _logger in ("tweepy", "oauthlib", "requests_oauthlib"):
     logging.getLogger(_logger).setLevel(logging.INFO)
 
 
+class _RedactSignedUrls(logging.Filter):
+    """Keeps what grants access through a pre-signed storage URL (its signature, a resumable upload's
+    session) out of urllib3's DEBUG lines, which show each request's URL."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = _SIGNED_PARTS.sub(r"\1<redacted>", record.getMessage()), None
+        return True
+
+
+_SIGNED_PARTS = re.compile(r"((?:X-Goog-Signature|upload_id)=)[^&\s\"]+")
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSignedUrls())
+
+
 class TransientXApiError(AirflowException):
     """A failure that a later attempt may not meet: 5xx, no reply, a body that is not JSON."""
 
@@ -445,21 +458,9 @@ class TwitterHook(BaseHook):
     ) -> dict[str, Any]:
         """Make a request (`attempts` tries at most, default the hook's), retried on transient failures
         and after a rate-limit reset; return its JSON body."""
-        attempts = attempts or self.attempts
         while True:
             try:
-                for attempt in Retrying(
-                    retry=retry_if_exception_type(TransientXApiError),
-                    stop=stop_after_attempt(attempts),
-                    wait=wait_exponential(multiplier=self.backoff, max=30),
-                    before_sleep=lambda state: self.log.warning(
-                        "Attempt %d of %d failed, retrying: %s",
-                        state.attempt_number,
-                        attempts,
-                        state.outcome.exception(),
-                    ),
-                    reraise=True,
-                ):
+                for attempt in self._retrying(attempts or self.attempts):
                     with attempt:
                         return self._request(request, hints)
             except RateLimited as limited:
@@ -473,6 +474,21 @@ class TwitterHook(BaseHook):
                     "%s; waiting %.0f s for the reset at %s", limited, wait, _iso(limited.reset_at)
                 )
                 time.sleep(max(wait, 0) + 1)
+
+    def _retrying(self, attempts: int) -> Retrying:
+        """Tries on transient failures, with exponential backoff, each failure logged."""
+        return Retrying(
+            retry=retry_if_exception_type(TransientXApiError),
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=self.backoff, max=30),
+            before_sleep=lambda state: self.log.warning(
+                "Attempt %d of %d failed, retrying: %s",
+                state.attempt_number,
+                attempts,
+                state.outcome.exception(),
+            ),
+            reraise=True,
+        )
 
     def _request(
         self, request: Callable[[], requests.Response], hints: dict[int, str] = _STATUS_HINTS
@@ -538,12 +554,7 @@ class TwitterHook(BaseHook):
         credentials, retried on transient failures; its errors (Cloud Storage's XML) translated. The
         URL's query (its signature) never reaches a message."""
         shown = urlsplit(url)._replace(query="").geturl()
-        for attempt in Retrying(
-            retry=retry_if_exception_type(TransientXApiError),
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential(multiplier=self.backoff, max=30),
-            reraise=True,
-        ):
+        for attempt in self._retrying(self.attempts):
             with attempt:
                 try:
                     response = requests.request(method, url, timeout=self.timeout, **kwargs)
