@@ -35,7 +35,7 @@ KINDS = {
     "deactivate": ("delete", "deactivated", "account"),
 }
 ACCOUNT_KINDS = tuple(kind for kind, (_, _, target) in KINDS.items() if target == "account")
-ID_LINE = re.compile(r"[0-9]{1,19}")
+X_ID = re.compile(r"[0-9]{1,19}")  # a post, user or job id
 CONFLICT = {
     "title": "Conflict",
     "detail": "You cannot create a new job if one is already in progress.",
@@ -142,16 +142,17 @@ class Signer:
         }
         return f"{base_url}{path}?{urlencode(query)}"
 
-    def check(self, method: str, path: str, params: dict[str, str], now_ms: int) -> tuple[int, bytes] | None:
-        """None if the request's signature holds and has not expired, else the storage error."""
+    def check(self, method: str, path: str, params: dict[str, str], now_ms: int) -> tuple[str, str] | None:
+        """None if the request's signature holds and has not expired, else the storage error's code
+        and details."""
         date, expires = params.get("X-Goog-Date", ""), params.get("X-Goog-Expires", "")
         expected = self._signature(method, path, date, expires)
         if not hmac.compare_digest(expected, params.get("X-Goog-Signature", "")):
-            return storage_error("SignatureDoesNotMatch", f"{method} {path}")
+            return "SignatureDoesNotMatch", f"{method} {path}"
         signed = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         expiry_ms = int(signed.timestamp() * 1000) + int(expires) * 1000
         if now_ms >= expiry_ms:
-            return storage_error("ExpiredToken", f"Request signature expired at: {format_ms(expiry_ms)}")
+            return "ExpiredToken", f"Request signature expired at: {format_ms(expiry_ms)}"
         return None
 
     def _signature(self, method: str, path: str, date: str, expires: str) -> str:

@@ -42,12 +42,12 @@ from x_api_simulator.compliance import (
     ACCOUNT_KINDS,
     CONFLICT,
     DOWNLOAD_PATH,
-    ID_LINE,
     JOB_TYPES,
     JOBS_PATH,
     KINDS,
     UNSUPPORTED_AUTHENTICATION,
     UPLOAD_PATH,
+    X_ID,
     Job,
     Signer,
     hides,
@@ -233,7 +233,9 @@ def _answer(status: int, payload: object, headers: dict[str, str | None] | None 
     return _Answer(status, _json(payload), headers or {})
 
 
-def _storage_answer(status: int, body: bytes) -> _Answer:
+def _refused(code: str, details: str) -> _Answer:
+    """A Cloud Storage error answer."""
+    status, body = storage_error(code, details)
     return _Answer(status, body, {"content-type": XML_TYPE})
 
 
@@ -887,7 +889,7 @@ class XApiSimulator:
             else:
                 status, payload = self._list_jobs(call.params, call.base_url, now_ms)
             return _answer(status, payload, headers)
-        if not ID_LINE.fullmatch(job_id):
+        if not X_ID.fullmatch(job_id):
             message = f"The `id` path parameter value [{job_id}] is not valid"
             return _answer(400, {"errors": [_param_error("id", [job_id], message)], **problem(400)}, headers)
         with self._lock:
@@ -962,30 +964,28 @@ class XApiSimulator:
     def _storage(self, call: _Call) -> _Answer:
         """Answer a request to a job's upload or download URL as Cloud Storage would."""
         if "authorization" in call.headers:
-            return _storage_answer(*storage_error("InvalidArgument", "A signed URL takes no Authorization"))
+            return _refused("InvalidArgument", "A signed URL takes no Authorization header")
         faulted = self._fault(call.method, call.path, None, None, {})
         if faulted:
             return faulted
         now_ms = _now_ms()
-        job_id = call.path.rsplit("/", 1)[-1]
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(call.path.rsplit("/", 1)[-1])
         session = call.params.get("upload_id")
         if session is None:
-            refused = self._signer.check(call.method, call.path, call.params, now_ms)
-        elif job is None or session not in job.sessions or call.method != "PUT":
-            refused = storage_error("InvalidArgument", "No such resumable upload session")
-        else:
-            refused = None
-        if refused or job is None:
-            return _storage_answer(*(refused or storage_error("NoSuchKey", call.path)))
+            refusal = self._signer.check(call.method, call.path, call.params, now_ms)
+            if refusal:
+                return _refused(*refusal)
+        elif job is None or call.method != "PUT" or session not in job.sessions:
+            return _refused("InvalidArgument", "No such resumable upload session")
+        # a valid signature or session: the job exists
         if call.path.startswith(DOWNLOAD_PATH):
             return self._download(job, now_ms)
         if call.headers.get("content-type", "").partition(";")[0].strip() != "text/plain":
-            return _storage_answer(*storage_error("SignatureDoesNotMatch", "Content-Type must be text/plain"))
+            return _refused("SignatureDoesNotMatch", "Content-Type must be text/plain")
         if call.method == "POST":
             if call.headers.get("x-goog-resumable") != "start":
-                return _storage_answer(*storage_error("InvalidArgument", "x-goog-resumable: start expected"))
+                return _refused("InvalidArgument", "x-goog-resumable: start expected")
             session = secrets.token_hex(8)
             with self._lock:
                 job.sessions.add(session)
@@ -997,13 +997,13 @@ class XApiSimulator:
         """Take a job's ids; while it is active, (re)start its processing."""
         if len(body) > self.compliance_upload_limit:
             details = f"{len(body)} bytes; at most {self.compliance_upload_limit}"
-            return _storage_answer(*storage_error("EntityTooLarge", details))
+            return _refused("EntityTooLarge", details)
         lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
         with self._lock:
             if job.active(now_ms):
                 job.ids, job.uploaded_ms = lines, now_ms
                 job.outcome = "complete"
-                if not all(ID_LINE.fullmatch(line) for line in lines):
+                if not all(X_ID.fullmatch(line) for line in lines):
                     job.outcome = "failed"
                 elif self._job_faults:
                     job.outcome = self._job_faults[0][0]
@@ -1017,7 +1017,7 @@ class XApiSimulator:
         with self._lock:
             status = job.status(now_ms)
         if status != "complete":
-            return _storage_answer(*storage_error("NoSuchKey", f"the results of a {status} job"))
+            return _refused("NoSuchKey", f"the results of a {status} job")
         line_of = self._result_line if job.type == "tweets" else self._user_line
         lines = [line_of(tweet_id, job.finished_ms) for tweet_id in dict.fromkeys(job.ids)]
         body = "".join(json.dumps(line) + "\n" for line in lines if line is not None)
