@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -348,9 +348,8 @@ class TwitterHook(BaseHook):
             ) from None
         body = _json_body(response.text)
         if response.status_code >= 400:
-            self._raise_for(
-                response.status_code, response.reason_phrase, response.headers, body, _COMPLIANCE_HINTS
-            )
+            status, reason = response.status_code, response.reason_phrase
+            raise self._error_for(status, reason, response.headers, body, _COMPLIANCE_HINTS)
         if not isinstance(body, dict) or "data" not in body:
             raise TransientXApiError(
                 f"X API returned HTTP {response.status_code} without a job{self._for_connection}: "
@@ -499,7 +498,8 @@ class TwitterHook(BaseHook):
             response = request()
         except tweepy.HTTPException as error:
             failed = error.response
-            self._raise_for(failed.status_code, failed.reason, failed.headers, _json_body(failed.text), hints)
+            body = _json_body(failed.text)
+            raise self._error_for(failed.status_code, failed.reason, failed.headers, body, hints) from None
         except requests.RequestException as error:
             raise TransientXApiError(
                 f"X API request to {self.base_url} failed{self._for_connection}: "
@@ -515,8 +515,8 @@ class TwitterHook(BaseHook):
             )
         return body
 
-    def _raise_for(self, status: int, reason: str, headers, body: object, hints: dict[int, str]) -> NoReturn:
-        """Raise the exception an X API error answer means, naming the status, the API's message, the
+    def _error_for(self, status: int, reason: str, headers, body: object, hints: dict[int, str]) -> Exception:
+        """The exception an X API error answer means, naming the status, the API's message, the
         connection and what to check."""
         messages = _api_messages(body) or [reason]
         hint = hints.get(status, "")
@@ -524,25 +524,26 @@ class TwitterHook(BaseHook):
             f" ({hint})" if hint else ""
         )
         if status == 429:
-            self._fail_on_usage_cap(body)
-            reset = headers.get("x-rate-limit-reset")
+            reset, capped = headers.get("x-rate-limit-reset"), self._usage_cap(body)
+            if capped:
+                return capped
             if reset is None:
-                raise TransientXApiError(message + " (no x-rate-limit-reset header)")
-            raise RateLimited(datetime.fromtimestamp(int(reset), UTC), message)
+                return TransientXApiError(message + " (no x-rate-limit-reset header)")
+            return RateLimited(datetime.fromtimestamp(int(reset), UTC), message)
         if status >= 500:
-            raise TransientXApiError(message)
+            return TransientXApiError(message)
         if status == 409:
-            raise ComplianceJobConflict(message)
-        raise AirflowFailException(message)
+            return ComplianceJobConflict(message)
+        return AirflowFailException(message)
 
-    def _fail_on_usage_cap(self, body: object) -> None:
-        """Fail at once on a 429 whose body is a usage cap (X's `UsageCapExceeded` problem)."""
+    def _usage_cap(self, body: object) -> UsageCapExceeded | None:
+        """The failure a 429 whose body is a usage cap (X's `UsageCapExceeded` problem) means, at once."""
         if not isinstance(body, dict) or not (
             body.get("title") == "UsageCapExceeded" or str(body.get("type", "")).endswith("/usage-capped")
         ):
-            return
+            return None
         period, scope = body.get("period", "unknown"), body.get("scope", "unknown")
-        raise UsageCapExceeded(
+        return UsageCapExceeded(
             f"X API returned HTTP 429 UsageCapExceeded{self._for_connection}: the {period} usage cap of the "
             f"{scope} is reached ({body.get('detail', 'no detail')}); waiting for the rate-limit reset does not "
             "help. Raise the cap or change the plan in the X developer portal, or wait for the next "

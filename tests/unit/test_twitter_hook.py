@@ -31,6 +31,16 @@ def hook(simulator, monkeypatch) -> TwitterHook:
     return TwitterHook(timeout=(2, 2), backoff=0.01)
 
 
+def oauth_keys(simulator) -> dict[str, str]:
+    """OAuth 1.0a user-context keys the simulator accepts, as a connection's extra."""
+    return {
+        "consumer_key": simulator.oauth_consumer_key,
+        "consumer_secret": "consumer-secret-value",
+        "access_token": simulator.oauth_access_token,
+        "access_token_secret": "access-token-secret-value",
+    }
+
+
 def statuses(simulator) -> list[int]:
     return [r["status"] for r in simulator.requests]
 
@@ -55,12 +65,7 @@ def test_every_tweet_of_the_window_with_the_minimum_of_requests(hook, simulator,
 
 def test_bearer_token_and_oauth1_user_context_both_authenticate(simulator, monkeypatch):
     start, end = past_window(100)
-    oauth = {
-        "consumer_key": simulator.oauth_consumer_key,
-        "consumer_secret": "consumer-secret-value",
-        "access_token": simulator.oauth_access_token,
-        "access_token_secret": "access-token-secret-value",
-    }
+    oauth = oauth_keys(simulator)
     set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
 
     tweets = TwitterHook("x_oauth").search_window(DAG_QUERY, start, end)
@@ -237,12 +242,7 @@ def test_a_bad_connection_fails_naming_it_and_what_is_wrong(simulator, monkeypat
 
 
 def test_secrets_never_reach_a_log_line_at_debug(simulator, monkeypatch, caplog, capfd):
-    oauth = {
-        "consumer_key": simulator.oauth_consumer_key,
-        "consumer_secret": "consumer-secret-value",
-        "access_token": simulator.oauth_access_token,
-        "access_token_secret": "access-token-secret-value",
-    }
+    oauth = oauth_keys(simulator)
     set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password=TOKEN)
     set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
     start, end = past_window(100)
@@ -532,12 +532,7 @@ def test_bad_ids_and_too_many_bytes_are_refused_before_any_request(hook, simulat
 
 
 def test_compliance_needs_the_bearer_token_not_oauth1(simulator, monkeypatch):
-    oauth = {
-        "consumer_key": simulator.oauth_consumer_key,
-        "consumer_secret": "consumer-secret-value",
-        "access_token": simulator.oauth_access_token,
-        "access_token_secret": "access-token-secret-value",
-    }
+    oauth = oauth_keys(simulator)
     set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
 
     with pytest.raises(
