@@ -3,7 +3,8 @@
     python -m x_api_simulator --port 8099 [--host 127.0.0.1] [--bearer-token sim-token] [--tier pro]
         [--rate-per-minute 40] [--seed 1] [--rate-limit N] [--rate-limit-window 900]
         [--searchable-after 30] [--search-horizon 604800] [--edit-rate 0] [--empty-page-rate 0]
-        [--usage-cap N] [--credits N]
+        [--usage-cap N] [--credits N] [--compliance-rate 0] [--compliance-processing 5]
+        [--compliance-rate-limit 150] [--compliance-upload-ttl 900] [--compliance-download-ttl 604800]
 
 Every flag can also be set by an environment variable (``X_SIM_PORT``, ``X_SIM_BEARER_TOKEN``,
 ``X_SIM_TIER``, ...); flags win.
@@ -40,13 +41,23 @@ _OPTIONS = (
     ),
     ("usage-cap", None, int, "posts read before every search gets 429 UsageCapExceeded"),
     ("credits", None, int, "distinct posts a UTC day may bill before every search gets 402"),
+    (
+        "compliance-rate",
+        "0",
+        float,
+        "share of posts with a compliance event 1 to 60 minutes after creation",
+    ),
+    ("compliance-processing", "5", float, "seconds a compliance job stays in_progress after its upload"),
+    ("compliance-rate-limit", "150", int, "requests per rate-limit window to each compliance endpoint"),
+    ("compliance-upload-ttl", "900", float, "seconds a compliance job's upload URL lives"),
+    ("compliance-download-ttl", "604800", float, "seconds a compliance job's download URL lives"),
 )
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the simulator until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(
-        prog="python -m x_api_simulator", description="X API v2 recent-search simulator."
+        prog="python -m x_api_simulator", description="X API v2 recent-search and batch-compliance simulator."
     )
     for name, default, kind, description in _OPTIONS:
         env = "X_SIM_" + name.upper().replace("-", "_")

@@ -1,11 +1,15 @@
-"""``XApiSimulator``: the X API v2 recent search (``GET /2/tweets/search/recent``) over real HTTP.
+"""``XApiSimulator``: the X API v2 recent search (``GET /2/tweets/search/recent``) and batch compliance
+(``/2/compliance/jobs``, with the jobs' upload and download URLs) over real HTTP.
 
 A FastAPI app served by uvicorn from a daemon thread. Its answers are held to X's OpenAPI contract
 (``x_api_simulator/contract/``) by tests/x_api_simulator/test_contract.py.
 
-Test controls, from Python: ``set_rate``, ``add_fault``, ``clear_faults``, ``requests``,
+Test controls, from Python: ``set_rate``, ``add_fault``, ``add_job_fault``, ``clear_faults``,
+``add_compliance_event``, ``compliance_events``, ``compliance_results``, ``requests``,
 ``clear_requests``, ``tweets_between``; over HTTP (JSON bodies, no auth): ``POST /_sim/rate``,
-``POST /_sim/faults``, ``DELETE /_sim/faults``, ``GET /_sim/requests``, ``DELETE /_sim/requests``,
+``POST /_sim/faults``, ``POST /_sim/compliance/job-faults``, ``DELETE /_sim/faults``,
+``POST /_sim/compliance/events``, ``GET /_sim/compliance/events``,
+``GET /_sim/compliance/results?ids=..[&as_of=..]``, ``GET /_sim/requests``, ``DELETE /_sim/requests``,
 ``GET /_sim/tweets?start_time=..&end_time=..[&query=..]`` and ``GET /_sim/health``.
 """
 
@@ -16,6 +20,7 @@ import json
 import math
 import random
 import re
+import secrets
 import socket
 import threading
 import time
@@ -30,14 +35,46 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from x_api_simulator.compliance import (
+    ACCOUNT_KINDS,
+    CONFLICT,
+    DOWNLOAD_PATH,
+    JOB_TYPES,
+    JOBS_PATH,
+    KINDS,
+    UNSUPPORTED_AUTHENTICATION,
+    UPLOAD_PATH,
+    X_ID,
+    Job,
+    Signer,
+    hides,
+    job_json,
+    result_line,
+    storage_error,
+)
 from x_api_simulator.query import QueryError, parse, subject
-from x_api_simulator.tweets import EPOCH, MINUTE_MS, posts_between, snowflake_ms
+from x_api_simulator.tweets import (
+    EPOCH,
+    MINUTE_MS,
+    TWITTER_EPOCH_MS,
+    Event,
+    Post,
+    edited,
+    find_post,
+    format_ms,
+    posts_between,
+    snowflake_ms,
+    user_pool,
+)
 
 SEARCH_PATH = "/2/tweets/search/recent"
 MAX_WINDOW_MS = 24 * 60 * MINUTE_MS
 TIERS = {"basic": {"app": 60, "user": 60}, "pro": {"app": 450, "user": 180}}  # requests per 15 minutes
+REQUESTED_EDIT_WORKER = 1 << 13  # snowflake worker bit of versions made by an edit on request
+MAX_UPLOAD_BYTES = 128_000_000  # X's compliance guide: one upload of at most 128 MB
 TWEET_ALWAYS = {"id", "text", "edit_history_tweet_ids"}
 USER_ALWAYS = {"id", "name", "username"}
 PROBLEMS = {  # X's error bodies by status; the rest are {"title": phrase, "type": "about:blank", ...}
@@ -68,6 +105,8 @@ USAGE_CAPPED = {
 }
 JSON_TYPE = "application/json; charset=utf-8"
 PROBLEM_TYPE = "application/problem+json"
+XML_TYPE = "application/xml; charset=UTF-8"
+_SIGNED = {"X-Goog-Signature", "upload_id"}  # what grants access through a storage URL: never logged
 
 
 class _Cursor(NamedTuple):
@@ -82,7 +121,7 @@ class _Cursor(NamedTuple):
 
 @dataclass
 class _Fault:
-    """A fault injected into the next ``times`` matching search requests (-1: forever)."""
+    """A fault injected into the next ``times`` matching requests (-1: forever)."""
 
     status: int | None
     body: str | None
@@ -91,11 +130,17 @@ class _Fault:
     page: int | None
     start_time: str | None
     headers: dict[str, str | None]
+    path: str
+    method: str | None
 
-    def matches(self, page: int | None, start_time: str | None) -> bool:
-        """Tell whether a request for this page and start_time parameter gets this fault."""
-        return (self.page is None or self.page == page) and (
-            self.start_time is None or self.start_time == start_time
+    def matches(self, method: str, path: str, page: int | None, start_time: str | None) -> bool:
+        """Tell whether a request of this method and path, for this page and start_time parameter, gets
+        this fault."""
+        return (
+            path.startswith(self.path)
+            and (self.method is None or self.method == method)
+            and (self.page is None or self.page == page)
+            and (self.start_time is None or self.start_time == start_time)
         )
 
 
@@ -103,6 +148,17 @@ class _Answer(NamedTuple):
     status: int
     body: bytes
     headers: dict[str, str | None]
+
+
+class _Call(NamedTuple):
+    """A compliance or storage request, read off the HTTP request."""
+
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    base_url: str  # as the client reached the simulator: where the URLs it hands out point
 
 
 class _Rate(BaseModel):
@@ -120,6 +176,24 @@ class _FaultRequest(BaseModel):
     page: int | None = None
     start_time: str | None = None
     headers: dict[str, str | None] | None = None
+    path: str = SEARCH_PATH
+    method: str | None = None
+
+
+class _JobFaultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: str = "failed"
+    times: int = 1
+
+
+class _EventRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    id: str
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _to_ms(moment: datetime) -> int:
@@ -157,6 +231,20 @@ def _json(payload: object) -> bytes:
 
 def _answer(status: int, payload: object, headers: dict[str, str | None] | None = None) -> _Answer:
     return _Answer(status, _json(payload), headers or {})
+
+
+def _refused(code: str, details: str) -> _Answer:
+    """A Cloud Storage error answer."""
+    status, body = storage_error(code, details)
+    return _Answer(status, body, {"content-type": XML_TYPE})
+
+
+def _parsed(body: bytes) -> object:
+    """A JSON request body, or None if it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 def _param_error(name: str, values: list[str], message: str) -> dict:
@@ -213,7 +301,7 @@ def _time_param(params: dict[str, str], name: str, errors: list[dict]) -> dateti
 
 
 class XApiSimulator:
-    """X API v2 recent-search simulator, serving real HTTP from a daemon thread.
+    """X API v2 recent-search and batch-compliance simulator, serving real HTTP from a daemon thread.
 
     :param tier: ``pro`` (450 requests per 15 minutes app-only, 180 per user) or ``basic`` (60 for both)
     :param rate_limit: requests per window for every credential instead of the tier's (None: the tier's)
@@ -224,6 +312,14 @@ class XApiSimulator:
     :param empty_page_rate: chance of a page to come empty with a ``next_token`` (at most one a search)
     :param usage_cap: posts read before every search gets 429 ``UsageCapExceeded`` (None: no cap)
     :param credits: distinct posts per UTC day billable before every search gets 402 (None: unlimited)
+    :param compliance_rate: share of posts (never edited ones) that meet a compliance event 1 to 60
+        minutes after creation: deleted, withheld, geo scrubbed, their author protected, suspended or
+        deactivated
+    :param compliance_processing: seconds a compliance job stays ``in_progress`` after its upload
+    :param compliance_rate_limit: requests per rate-limit window to each compliance endpoint (X: 150)
+    :param compliance_upload_ttl: seconds a job's upload URL lives (X: about 15 minutes), rounded up
+    :param compliance_download_ttl: seconds a job's download URL lives from the job's creation (X: 7
+        days), rounded up
     """
 
     def __init__(
@@ -244,6 +340,11 @@ class XApiSimulator:
         empty_page_rate: float = 0.0,
         usage_cap: int | None = None,
         credits: int | None = None,
+        compliance_rate: float = 0.0,
+        compliance_processing: float = 5.0,
+        compliance_rate_limit: int = 150,
+        compliance_upload_ttl: float = 900.0,
+        compliance_download_ttl: float = 7 * 24 * 3600,
     ):
         if tier not in TIERS:
             raise ValueError(f"unknown tier {tier!r}: expected one of {', '.join(TIERS)}")
@@ -263,9 +364,22 @@ class XApiSimulator:
         self.empty_page_rate = empty_page_rate
         self.usage_cap = usage_cap
         self.credits = credits
+        self.compliance_rate = compliance_rate
+        self.compliance_processing = compliance_processing
+        self.compliance_rate_limit = compliance_rate_limit
+        self.compliance_upload_ttl = compliance_upload_ttl
+        self.compliance_download_ttl = compliance_download_ttl
+        self.compliance_upload_limit = MAX_UPLOAD_BYTES
         self._lock = threading.Lock()
         self._rates: dict[int, int] = {}
         self._faults: list[_Fault] = []
+        self._job_faults: list[list] = []  # [status, times left]
+        self._jobs: dict[str, Job] = {}
+        self._signer = Signer(secrets.token_bytes(16))
+        self._events: dict[str, Event] = {}  # requested events by post id
+        self._account_events: dict[str, Event] = {}  # requested events by user id
+        self._edits: dict[str, Post] = {}  # versions made by an edit on request, by the id they replace
+        self._event_log: list[dict] = []  # the events made on request, in order
         self._requests: list[dict] = []
         self._rate_windows: dict[str, tuple[float, int]] = {}
         self._posts_read = 0
@@ -344,14 +458,17 @@ class XApiSimulator:
         page: int | None = None,
         start_time: str | datetime | None = None,
         headers: dict[str, str | None] | None = None,
+        path: str = SEARCH_PATH,
+        method: str | None = None,
     ) -> None:
-        """Make the next ``times`` (-1: all) matching search requests fail or hang.
+        """Make the next ``times`` (-1: all) matching requests fail or hang.
 
-        A request matches if its page number equals ``page`` and its start_time parameter equals
-        ``start_time`` (each when given). It gets, after sleeping ``delay`` seconds: ``status`` with
-        ``body`` (default: X's error body of that status) and ``headers`` added to the rate-limit
-        headers (a None value removes a header); or, without a status, 200 with the raw ``body``;
-        or, with neither, the normal response.
+        A request matches if its path starts with ``path`` (default: the search's), its method is
+        ``method``, its page number equals ``page`` and its start_time parameter equals ``start_time``
+        (each when given; compliance requests have neither). It gets, after sleeping ``delay``
+        seconds: ``status`` with ``body`` (default: X's error body of that status) and ``headers``
+        added to the rate-limit headers (a None value removes a header); or, without a status, 200
+        with the raw ``body``; or, with neither, the normal response.
         """
         if times == 0 or times < -1:
             raise ValueError(f"times must be -1 or positive, got {times}")
@@ -359,24 +476,80 @@ class XApiSimulator:
             start_time = _format_time(start_time)
         if body is not None and not isinstance(body, str):
             body = json.dumps(body)
+        fault = _Fault(status, body, delay, times, page, start_time, dict(headers or {}), path, method)
         with self._lock:
-            self._faults.append(_Fault(status, body, delay, times, page, start_time, dict(headers or {})))
+            self._faults.append(fault)
+
+    def add_job_fault(self, status: str = "failed", times: int = 1) -> None:
+        """Make the next ``times`` compliance jobs to get their upload end ``failed`` or ``expired``
+        instead of ``complete``."""
+        if status not in ("failed", "expired"):
+            raise ValueError(f"a job fault's status is failed or expired, got {status!r}")
+        if times < 1:
+            raise ValueError(f"times must be positive, got {times}")
+        with self._lock:
+            self._job_faults.append([status, times])
 
     def clear_faults(self) -> None:
-        """Remove every pending fault."""
+        """Remove every pending fault, job faults included."""
         with self._lock:
             self._faults.clear()
+            self._job_faults.clear()
 
     @property
     def requests(self) -> list[dict]:
-        """Copy of the search-request log: path, params, status (None while pending), page, time."""
+        """Copy of the request log (searches, compliance requests, uploads and downloads): method, path,
+        params, status (None while pending), page (searches), time; ``json`` (the body of a job's
+        creation) or ``bytes`` (an upload's size). Never credentials, nor the URLs' signatures."""
         with self._lock:
             return [{**record, "params": dict(record["params"])} for record in self._requests]
 
     def clear_requests(self) -> None:
-        """Empty the search-request log."""
+        """Empty the request log."""
         with self._lock:
             self._requests.clear()
+
+    # Compliance events
+
+    def add_compliance_event(self, kind: str, id: str) -> dict:
+        """Make a compliance event happen now: ``delete``, ``withhold``, ``scrub_geo`` or ``edit`` a
+        post (``id``: a post id the simulator generated), or ``protect``, ``suspend`` or ``deactivate``
+        an account (``id``: a user id). Deleted, withheld posts and every post of a protected,
+        suspended or deactivated account leave search at once; an edit makes a new version, found
+        once searchable in the window of its edit, that replaces the post. Returns the event:
+        kind, id, at (and ``edited_id`` for an edit)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown compliance event {kind!r}: expected one of {', '.join(KINDS)}")
+        post = None if kind in ACCOUNT_KINDS else self._post(id)
+        if kind in ACCOUNT_KINDS and id not in {user["id"] for user in user_pool(self.seed)}:
+            raise ValueError(f"no user {id!r} among the simulator's users (seed {self.seed})")
+        if kind not in ACCOUNT_KINDS and post is None:
+            raise ValueError(f"no post {id!r} among the simulator's posts")
+        now_ms = _now_ms()
+        made = {"kind": kind, "id": id, "at": format_ms(now_ms)}
+        with self._lock:
+            if kind == "edit" and id in self._edits:
+                raise ValueError(f"post {id} was already edited into {self._edits[id].tweet['id']}")
+            if kind == "edit":
+                self._edits[id] = self._edit(post, now_ms)
+                made["edited_id"] = self._edits[id].tweet["id"]
+            (self._account_events if kind in ACCOUNT_KINDS else self._events)[id] = Event(kind, now_ms)
+            self._event_log.append(made)
+        return dict(made)
+
+    @property
+    def compliance_events(self) -> list[dict]:
+        """The events made on request, in order: kind, id, at (and ``edited_id``, the new version's id,
+        for an edit)."""
+        with self._lock:
+            return [dict(event) for event in self._event_log]
+
+    def compliance_results(self, ids: list[str], as_of: datetime | None = None) -> list[dict]:
+        """The result lines a tweets compliance job finishing at ``as_of`` (default: now) gives for
+        these ids: one per id with an event by then, in the order given."""
+        as_of_ms = _to_ms(as_of) if as_of is not None else _now_ms()
+        lines = (self._result_line(id, as_of_ms) for id in dict.fromkeys(ids))
+        return [line for line in lines if line is not None]
 
     # Posts
 
@@ -390,36 +563,108 @@ class XApiSimulator:
     ) -> list[tuple[dict, dict]]:
         """(tweet, author) of the posts with start_ms <= created_at < end_ms that the query matches,
         newest first; with ``since_id``, only later ids; with ``created_before_ms``, only posts (and
-        edits) created before it."""
-        as_of = created_before_ms if created_before_ms is not None else _to_ms(datetime.now(UTC))
+        edits) created before it. Posts deleted, withheld or of an account protected, suspended or
+        deactivated by now are left out."""
+        now_ms = _now_ms()
+        as_of = created_before_ms if created_before_ms is not None else now_ms
         matches = parse(query) if query is not None else None
+        with self._lock:
+            events, accounts, edits = dict(self._events), dict(self._account_events), dict(self._edits)
+        posts = posts_between(
+            self.seed,
+            self._rates,
+            self.rate_per_minute,
+            self.edit_rate,
+            start_ms,
+            min(end_ms, as_of),
+            as_of,
+            self.compliance_rate,
+        )
+        if edits:  # versions made on request replace theirs once they exist (at as_of too)
+            replaced = {tweet_id for tweet_id, post in edits.items() if post.epoch_ms <= as_of}
+            posts += [post for post in edits.values() if start_ms <= post.epoch_ms < min(end_ms, as_of + 1)]
+            posts = [post for post in posts if post.tweet["id"] not in replaced]
+            posts.sort(key=lambda post: int(post.tweet["id"]), reverse=True)
+
+        def removed(post: Post) -> bool:
+            found = (post.event, events.get(post.tweet["id"]), accounts.get(post.author["id"]))
+            return any(event and hides(event) and event.at_ms <= now_ms for event in found)
+
         return [
             (post.tweet, post.author)
-            for post in posts_between(
-                self.seed,
-                self._rates,
-                self.rate_per_minute,
-                self.edit_rate,
-                start_ms,
-                min(end_ms, as_of),
-                as_of,
-            )
+            for post in posts
             if (since_id is None or int(post.tweet["id"]) > since_id)
+            and not removed(post)
             and (
                 matches is None
                 or matches(subject(post.tweet["text"], post.author["username"], post.tweet.get("lang")))
             )
         ]
 
+    def _version(self, tweet_id: str) -> tuple[Post, Event | None] | None:
+        """The version of a post with this id, and the scheduled edit that replaced it, if any."""
+        found = find_post(
+            self.seed, self._rates, self.rate_per_minute, self.edit_rate, self.compliance_rate, tweet_id
+        )
+        if found:
+            original, edit = found
+            if original.tweet["id"] != tweet_id:
+                return edit, None
+            return original, Event("edit", edit.epoch_ms) if edit else None
+        with self._lock:
+            made = [post for post in self._edits.values() if post.tweet["id"] == tweet_id]
+        return (made[0], None) if made else None
+
+    def _post(self, tweet_id: str) -> Post | None:
+        version = self._version(tweet_id)
+        return version[0] if version else None
+
+    def _edit(self, post: Post, now_ms: int) -> Post:
+        """A new version of a post, edited now on request (under the lock)."""
+        return edited(post, now_ms, REQUESTED_EDIT_WORKER | len(self._edits) % 4096)
+
+    def _result_line(self, tweet_id: str, as_of_ms: int) -> dict | None:
+        """A post's result line in a tweets job finishing at ``as_of_ms``; None without an event."""
+        version = self._version(tweet_id)
+        if version is None:
+            return None
+        post, scheduled_edit = version
+        with self._lock:
+            requested, account = self._events.get(tweet_id), self._account_events.get(post.author["id"])
+        if account:  # a post made after its account was protected is protected from its creation
+            account = account._replace(at_ms=max(account.at_ms, post.epoch_ms))
+        return result_line(
+            tweet_id, post.epoch_ms, [post.event, scheduled_edit, requested, account], as_of_ms
+        )
+
+    def _user_line(self, user_id: str, as_of_ms: int) -> dict | None:
+        """A user's result line in a users job finishing at ``as_of_ms``; None without an event."""
+        with self._lock:
+            event = self._account_events.get(user_id)
+        return result_line(user_id, None, [event], as_of_ms)
+
     # HTTP
 
     def _build_app(self) -> FastAPI:
-        """The HTTP routes: the search endpoint and the ``/_sim`` controls."""
+        """The HTTP routes: search, compliance jobs, the jobs' storage URLs and the ``/_sim`` controls."""
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
 
         @app.get(SEARCH_PATH)
         def search(request: Request) -> Response:
             return self._respond(self._logged_search(dict(request.query_params), request.headers))
+
+        async def compliance_api(request: Request) -> Response:
+            body = await request.body()
+            return self._respond(await run_in_threadpool(self._logged, request, body, self._compliance))
+
+        async def storage(request: Request) -> Response:
+            body = await request.body()
+            return self._respond(await run_in_threadpool(self._logged, request, body, self._storage))
+
+        app.add_api_route(JOBS_PATH, compliance_api, methods=["GET", "POST"])
+        app.add_api_route(JOBS_PATH + "/{job_id}", compliance_api, methods=["GET", "DELETE"])
+        app.add_api_route(UPLOAD_PATH + "/{job_id}", storage, methods=["PUT", "POST"])
+        app.add_api_route(DOWNLOAD_PATH + "/{job_id}", storage, methods=["GET"])
 
         @app.get("/_sim/health")
         def health() -> dict:
@@ -435,10 +680,27 @@ class XApiSimulator:
             self.add_fault(**body.model_dump())
             return {"status": "ok"}
 
+        @app.post("/_sim/compliance/job-faults")
+        def add_job_fault(body: _JobFaultRequest) -> dict:
+            self.add_job_fault(body.status, body.times)
+            return {"status": "ok"}
+
         @app.delete("/_sim/faults")
         def clear_faults() -> dict:
             self.clear_faults()
             return {"status": "ok"}
+
+        @app.post("/_sim/compliance/events")
+        def add_compliance_event(body: _EventRequest) -> dict:
+            return self.add_compliance_event(body.kind, body.id)
+
+        @app.get("/_sim/compliance/events")
+        def compliance_events() -> list[dict]:
+            return self.compliance_events
+
+        @app.get("/_sim/compliance/results")
+        def compliance_results(ids: str, as_of: datetime | None = None) -> list[dict]:
+            return self.compliance_results(ids.split(","), as_of)
 
         @app.get("/_sim/requests")
         def requests() -> list[dict]:
@@ -457,6 +719,10 @@ class XApiSimulator:
         def invalid_control(request: Request, error: RequestValidationError) -> JSONResponse:
             return JSONResponse({"error": str(error.errors())}, status_code=400)
 
+        @app.exception_handler(ValueError)
+        def refused_control(request: Request, error: ValueError) -> JSONResponse:
+            return JSONResponse({"error": str(error)}, status_code=400)
+
         @app.exception_handler(HTTPException)
         def not_served(request: Request, error: HTTPException) -> Response:
             return self._respond(_answer(error.status_code, problem(error.status_code)))
@@ -472,7 +738,14 @@ class XApiSimulator:
     def _logged_search(self, params: dict[str, str], headers) -> _Answer:
         """Answer a search request and record it (never its credentials) in the request log."""
         page = _page_of(params)
-        record = {"path": SEARCH_PATH, "params": params, "status": None, "page": page, "time": time.time()}
+        record = {
+            "method": "GET",
+            "path": SEARCH_PATH,
+            "params": params,
+            "status": None,
+            "page": page,
+            "time": time.time(),
+        }
         with self._lock:
             self._requests.append(record)
         answer = self._search(params, headers.get("authorization", ""), page)
@@ -480,23 +753,51 @@ class XApiSimulator:
             record["status"] = answer.status
         return answer
 
+    def _logged(self, request: Request, body: bytes, answer) -> _Answer:
+        """Answer a compliance or storage request with ``answer(_Call)`` and record it (never its
+        credentials nor the URL's signature) in the request log."""
+        params = dict(request.query_params)
+        call = _Call(
+            request.method,
+            request.url.path,
+            params,
+            request.headers,
+            body,
+            str(request.base_url).rstrip("/"),
+        )
+        record = {
+            "method": call.method,
+            "path": call.path,
+            "params": {name: value for name, value in params.items() if name not in _SIGNED},
+            "status": None,
+            "page": None,
+            "time": time.time(),
+        }
+        if call.path == JOBS_PATH and call.method == "POST":
+            record["json"] = _parsed(body)
+        elif call.path.startswith(UPLOAD_PATH):
+            record["bytes"] = len(body)
+        with self._lock:
+            self._requests.append(record)
+        result = answer(call)
+        with self._lock:
+            record["status"] = result.status
+        return result
+
     def _search(self, params: dict[str, str], authorization: str, page: int | None) -> _Answer:
         """Authenticate, rate-limit, apply caps and credits, inject faults, then search."""
         credential = self._credential(authorization)
         if credential is None:
             return _answer(401, problem(401))
-        headers, limited = self._count_request(credential)
+        limit = self.rate_limit if self.rate_limit is not None else TIERS[self.tier][credential]
+        headers, limited = self._count_request(credential, limit)
         if limited:
             return _answer(429, problem(429), headers)
         if self.usage_cap is not None and self._posts_read >= self.usage_cap:
             return _answer(429, USAGE_CAPPED, headers)  # the rate-limit headers still show requests left
-        fault = self._take_fault(page, params.get("start_time"))
-        if fault:
-            self._stopping.wait(fault.delay)
-            if fault.status is not None or fault.body is not None:
-                status = fault.status or 200
-                body = fault.body.encode() if fault.body is not None else _json(problem(status))
-                return _Answer(status, body, {**headers, **fault.headers})
+        faulted = self._fault("GET", SEARCH_PATH, page, params.get("start_time"), headers)
+        if faulted:
+            return faulted
         status, payload = self._search_result(params)
         if status == 200 and not self._bill(payload.get("data", [])):
             return _answer(402, problem(402), headers)
@@ -528,16 +829,15 @@ class XApiSimulator:
                 return "user"
         return None
 
-    def _count_request(self, credential: str) -> tuple[dict[str, str], bool]:
-        """Count a request in its credential's fixed window: (rate-limit headers, over the limit?)."""
-        limit = self.rate_limit if self.rate_limit is not None else TIERS[self.tier][credential]
+    def _count_request(self, bucket: str, limit: int) -> tuple[dict[str, str], bool]:
+        """Count a request in its bucket's fixed window: (rate-limit headers, over the limit?)."""
         now = time.time()
         with self._lock:
-            window_start, used = self._rate_windows.get(credential, (now, 0))
+            window_start, used = self._rate_windows.get(bucket, (now, 0))
             if now >= window_start + self.rate_limit_window:
                 window_start, used = now, 0
             used += 1
-            self._rate_windows[credential] = (window_start, used)
+            self._rate_windows[bucket] = (window_start, used)
         headers = {
             "x-rate-limit-limit": str(limit),
             "x-rate-limit-remaining": str(max(limit - used, 0)),
@@ -545,17 +845,183 @@ class XApiSimulator:
         }
         return headers, used > limit
 
-    def _take_fault(self, page: int | None, start_time: str | None) -> _Fault | None:
-        """Pop (or count down) the first fault matching a request."""
+    def _fault(
+        self, method: str, path: str, page: int | None, start_time: str | None, headers: dict[str, str]
+    ) -> _Answer | None:
+        """Pop (or count down) the first fault matching a request and apply it: sleep its delay, then
+        its answer, or None to answer normally."""
         with self._lock:
-            for fault in self._faults:
-                if fault.matches(page, start_time):
-                    if fault.times > 0:
-                        fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            fault = next((f for f in self._faults if f.matches(method, path, page, start_time)), None)
+            if fault and fault.times > 0:
+                fault.times -= 1
+            if fault and fault.times == 0:
+                self._faults.remove(fault)
+        if fault is None:
+            return None
+        self._stopping.wait(fault.delay)
+        if fault.status is None and fault.body is None:
+            return None
+        status = fault.status or 200
+        body = fault.body.encode() if fault.body is not None else _json(problem(status))
+        return _Answer(status, body, {**headers, **fault.headers})
+
+    # Batch compliance
+
+    def _compliance(self, call: _Call) -> _Answer:
+        """Authenticate (app-only), rate-limit and inject faults, then answer a compliance request."""
+        credential = self._credential(call.headers.get("authorization", ""))
+        if credential is None:
+            return _answer(401, problem(401))
+        if credential == "user":
+            return _answer(403, UNSUPPORTED_AUTHENTICATION)
+        job_id = call.path.removeprefix(JOBS_PATH).lstrip("/")
+        bucket = f"{call.method} {JOBS_PATH}" + ("/{id}" if job_id else "")
+        headers, limited = self._count_request(bucket, self.compliance_rate_limit)
+        if limited:
+            return _answer(429, problem(429), headers)
+        faulted = self._fault(call.method, call.path, None, None, headers)
+        if faulted:
+            return faulted
+        now_ms = _now_ms()
+        if not job_id:
+            if call.method == "POST":
+                status, payload = self._create_job(call.body, call.base_url, now_ms)
+            else:
+                status, payload = self._list_jobs(call.params, call.base_url, now_ms)
+            return _answer(status, payload, headers)
+        if not X_ID.fullmatch(job_id):
+            message = f"The `id` path parameter value [{job_id}] is not valid"
+            return _answer(400, {"errors": [_param_error("id", [job_id], message)], **problem(400)}, headers)
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job and call.method == "DELETE" and job.active(now_ms):
+                job.cancelled = True
+        if job is None:
+            return _answer(404, problem(404), headers)
+        return _answer(200, {"data": job_json(job, self._signer, call.base_url, now_ms)}, headers)
+
+    def _create_job(self, body: bytes, base_url: str, now_ms: int) -> tuple[int, dict]:
+        """Validate a job's creation like the API, then create it unless one of its type is active."""
+        request = _parsed(body)
+        if not isinstance(request, dict):
+            return 400, {"errors": [{"message": "The request body must be a JSON object"}], **problem(400)}
+        errors = []
+        kind, name, resumable = request.get("type"), request.get("name"), request.get("resumable", False)
+        if kind not in JOB_TYPES:
+            message = f"The `type` body parameter value [{kind}] is not one of [{', '.join(JOB_TYPES)}]"
+            errors.append(_param_error("type", [str(kind)], message))
+        if name is not None and (not isinstance(name, str) or len(name) > 64):
+            message = f"The `name` body parameter value [{name}] is not a string of at most 64 characters"
+            errors.append(_param_error("name", [str(name)], message))
+        if not isinstance(resumable, bool):
+            message = f"The `resumable` body parameter value [{resumable}] is not a boolean"
+            errors.append(_param_error("resumable", [str(resumable)], message))
+        for unknown in sorted(set(request) - {"type", "name", "resumable"}):
+            errors.append(_param_error(unknown, [], f"The body parameter `{unknown}` is not known"))
+        if errors:
+            return 400, {"errors": errors, **problem(400)}
+        with self._lock:
+            if any(job.type == kind and job.active(now_ms) for job in self._jobs.values()):
+                return 409, CONFLICT
+            created_ms = now_ms // 1000 * 1000  # X's job times are whole seconds, as the URLs' expiries
+            job = Job(
+                id=str(((now_ms - TWITTER_EPOCH_MS) << 22) | len(self._jobs) % 4096),
+                type=kind,
+                name=name,
+                resumable=resumable,
+                created_ms=created_ms,
+                upload_expires_ms=created_ms + math.ceil(self.compliance_upload_ttl) * 1000,
+                download_expires_ms=created_ms + math.ceil(self.compliance_download_ttl) * 1000,
+                processing_ms=int(self.compliance_processing * 1000),
+            )
+            self._jobs[job.id] = job
+        return 200, {"data": job_json(job, self._signer, base_url, now_ms)}
+
+    def _list_jobs(self, params: dict[str, str], base_url: str, now_ms: int) -> tuple[int, dict]:
+        """The jobs of a type (and a status), newest first."""
+        kind, status = params.get("type"), params.get("status")
+        errors = []
+        if kind not in JOB_TYPES:
+            message = f"The `type` query parameter value [{kind}] is not one of [{', '.join(JOB_TYPES)}]"
+            errors.append(_param_error("type", [kind] if kind else [], message))
+        listable = ("created", "in_progress", "failed", "complete")
+        if status is not None and status not in listable:
+            message = f"The `status` query parameter value [{status}] is not one of [{', '.join(listable)}]"
+            errors.append(_param_error("status", [status], message))
+        if errors:
+            return 400, {"errors": errors, **problem(400)}
+        with self._lock:
+            jobs = [
+                job
+                for job in sorted(self._jobs.values(), key=lambda job: int(job.id), reverse=True)
+                if job.type == kind and status in (None, job.status(now_ms))
+            ]
+        if not jobs:
+            return 200, {"meta": {"result_count": 0}}
+        data = [job_json(job, self._signer, base_url, now_ms) for job in jobs]
+        return 200, {"data": data, "meta": {"result_count": len(data)}}
+
+    def _storage(self, call: _Call) -> _Answer:
+        """Answer a request to a job's upload or download URL as Cloud Storage would."""
+        if "authorization" in call.headers:
+            return _refused("InvalidArgument", "A signed URL takes no Authorization header")
+        faulted = self._fault(call.method, call.path, None, None, {})
+        if faulted:
+            return faulted
+        now_ms = _now_ms()
+        with self._lock:
+            job = self._jobs.get(call.path.rsplit("/", 1)[-1])
+        session = call.params.get("upload_id")
+        if session is None:
+            refusal = self._signer.check(call.method, call.path, call.params, now_ms)
+            if refusal:
+                return _refused(*refusal)
+        elif job is None or call.method != "PUT" or session not in job.sessions:
+            return _refused("InvalidArgument", "No such resumable upload session")
+        # a valid signature or session: the job exists
+        if call.path.startswith(DOWNLOAD_PATH):
+            return self._download(job, now_ms)
+        if call.headers.get("content-type", "").partition(";")[0].strip() != "text/plain":
+            return _refused("SignatureDoesNotMatch", "Content-Type must be text/plain")
+        if call.method == "POST":
+            if call.headers.get("x-goog-resumable") != "start":
+                return _refused("InvalidArgument", "x-goog-resumable: start expected")
+            session = secrets.token_hex(8)
+            with self._lock:
+                job.sessions.add(session)
+            location = f"{call.base_url}{call.path}?upload_id={session}"
+            return _Answer(201, b"", {"location": location, "content-type": "text/plain"})
+        return self._receive(job, call.body, now_ms)
+
+    def _receive(self, job: Job, body: bytes, now_ms: int) -> _Answer:
+        """Take a job's ids; while it is active, (re)start its processing."""
+        if len(body) > self.compliance_upload_limit:
+            details = f"{len(body)} bytes; at most {self.compliance_upload_limit}"
+            return _refused("EntityTooLarge", details)
+        lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
+        with self._lock:
+            if job.active(now_ms):
+                job.ids, job.uploaded_ms = lines, now_ms
+                job.outcome = "complete"
+                if not all(X_ID.fullmatch(line) for line in lines):
+                    job.outcome = "failed"
+                elif self._job_faults:
+                    job.outcome = self._job_faults[0][0]
+                    self._job_faults[0][1] -= 1
+                    if not self._job_faults[0][1]:
+                        self._job_faults.pop(0)
+        return _Answer(200, b"", {"content-type": "text/plain"})
+
+    def _download(self, job: Job, now_ms: int) -> _Answer:
+        """A complete job's result lines, one JSON object a line, as of when it finished."""
+        with self._lock:
+            status = job.status(now_ms)
+        if status != "complete":
+            return _refused("NoSuchKey", f"the results of a {status} job")
+        line_of = self._result_line if job.type == "tweets" else self._user_line
+        lines = [line_of(tweet_id, job.finished_ms) for tweet_id in dict.fromkeys(job.ids)]
+        body = "".join(json.dumps(line) + "\n" for line in lines if line is not None)
+        return _Answer(200, body.encode(), {"content-type": "application/json"})
 
     def _search_result(self, params: dict[str, str]) -> tuple[int, dict]:
         """Validate the search parameters like the real API and return (status, JSON payload)."""

@@ -4,6 +4,8 @@ About one post in eight (two templates of seventeen) does not mention Apple or t
 (``Apple OR iphone OR iPhone``) matches most posts but not all. With an edit rate, some posts are
 edited once, 1 to 30 minutes after their creation; the edit is a new post (new id, created at the edit)
 whose ``edit_history_tweet_ids`` runs from the original id to its own, and it replaces the original.
+With a compliance rate, some posts that are never edited meet a compliance event (deleted, withheld,
+their geo scrubbed, their author protected, suspended or deactivated) 1 to 60 minutes after creation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MINUTE_MS = 60_000
 EDIT_WINDOW_MS = 30 * MINUTE_MS  # X allows edits for 30 minutes after posting
 EDIT_WORKER = 1 << 12  # snowflake worker bit of edited versions, so their ids never collide with originals
+EVENT_WINDOW_MS = 60 * MINUTE_MS  # a scheduled compliance event comes 1 to 60 minutes after the post
+# Scheduled compliance events: kind and weight (deletions are the most common, as on X)
+SCHEDULED_EVENTS = {"delete": 4, "scrub_geo": 2, "protect": 1, "suspend": 1, "deactivate": 1, "withhold": 1}
 USER_POOL_SIZE = 500
 
 _PRODUCTS = ("iPhone", "iphone", "Apple", "iPhone 17 Pro", "#iPhone", "@Apple", "APPLE", "Apple Watch")
@@ -72,12 +77,22 @@ _LOCATIONS = (
 )
 
 
+class Event(NamedTuple):
+    """A compliance event: its kind (``delete``, ``withhold``, ``scrub_geo``, ``edit``, ``protect``,
+    ``suspend``, ``deactivate``) and when it happened."""
+
+    kind: str
+    at_ms: int
+
+
 class Post(NamedTuple):
-    """One version of a post: created at ``epoch_ms``, as in a response's ``data`` with every field."""
+    """One version of a post: created at ``epoch_ms``, as in a response's ``data`` with every field,
+    with the compliance event scheduled for it, if any."""
 
     epoch_ms: int
     tweet: dict
     author: dict
+    event: Event | None = None
 
 
 def format_ms(epoch_ms: int) -> str:
@@ -132,15 +147,18 @@ def _tweet_text(rng: random.Random, names_a_product: bool) -> tuple[str | None, 
 
 @functools.lru_cache(maxsize=4096)  # more than the 1440 minutes of a 24 h window and their edits
 def minute_posts(
-    seed: int, minute: int, count: int, edit_rate: float
+    seed: int, minute: int, count: int, edit_rate: float, compliance_rate: float = 0.0
 ) -> tuple[tuple[Post, Post | None], ...]:
     """The posts created in one epoch minute as (original, its edit or None), oldest first.
 
-    The first post is at second 0.000 of the minute, names a product and is never edited; the others
-    spread uniformly at millisecond precision. The returned dicts are shared: never mutate them.
+    The first post is at second 0.000 of the minute, names a product, is never edited and meets no
+    compliance event; the others spread uniformly at millisecond precision. An original that is never
+    edited carries its scheduled compliance event, if any. The returned dicts are shared: never mutate
+    them.
     """
     rng = random.Random(f"tweets:{seed}:{minute}")
     edits = random.Random(f"edits:{seed}:{minute}")  # apart, so the edit rate changes no original
+    events = random.Random(f"compliance:{seed}:{minute}")  # apart too, for the compliance rate
     users = user_pool(seed)
     offsets = sorted([0] + [rng.randrange(MINUTE_MS) for _ in range(count - 1)]) if count > 0 else []
     posts = []
@@ -167,23 +185,29 @@ def minute_posts(
         tweet["edit_history_tweet_ids"] = [tweet_id]
         original = Post(epoch_ms, tweet, author)
         edit_ms = epoch_ms + edits.randrange(MINUTE_MS, EDIT_WINDOW_MS)
-        posts.append(
-            (original, _edited(original, edit_ms, index) if index and edits.random() < edit_rate else None)
+        edit = (
+            edited(original, edit_ms, EDIT_WORKER | index) if index and edits.random() < edit_rate else None
         )
+        kind = events.choices(list(SCHEDULED_EVENTS), weights=list(SCHEDULED_EVENTS.values()))[0]
+        event = Event(kind, epoch_ms + events.randrange(MINUTE_MS, EVENT_WINDOW_MS))
+        if index and not edit and events.random() < compliance_rate:
+            original = original._replace(event=event)
+        posts.append((original, edit))
     return tuple(posts)
 
 
-def _edited(original: Post, edit_ms: int, index: int) -> Post:
-    """The version of a post after its one edit at ``edit_ms``."""
-    tweet_id = str(((edit_ms - TWITTER_EPOCH_MS) << 22) | EDIT_WORKER | index)
+def edited(post: Post, edit_ms: int, low_bits: int) -> Post:
+    """The version of a post after an edit at ``edit_ms``: a new id, from the edit's time and
+    ``low_bits`` (snowflake worker and sequence), at the end of its edit history."""
+    tweet_id = str(((edit_ms - TWITTER_EPOCH_MS) << 22) | low_bits)
     tweet = {
-        **original.tweet,
+        **post.tweet,
         "id": tweet_id,
-        "text": (original.tweet["text"] + " (edited)")[-280:],
+        "text": (post.tweet["text"] + " (edited)")[-280:],
         "created_at": format_ms(edit_ms),
-        "edit_history_tweet_ids": [original.tweet["id"], tweet_id],
+        "edit_history_tweet_ids": [*post.tweet["edit_history_tweet_ids"], tweet_id],
     }
-    return Post(edit_ms, tweet, original.author)
+    return Post(edit_ms, tweet, post.author)
 
 
 def posts_between(
@@ -194,6 +218,7 @@ def posts_between(
     start_ms: int,
     end_ms: int,
     as_of_ms: int,
+    compliance_rate: float = 0.0,
 ) -> list[Post]:
     """The latest version, as of ``as_of_ms``, of every post with ``start_ms <= created_at < end_ms``,
     newest first. An edit replaces its original once it exists: then only the edit is found, in the
@@ -201,9 +226,33 @@ def posts_between(
     first_minute = (start_ms - (EDIT_WINDOW_MS if edit_rate else 0)) // MINUTE_MS
     found = []
     for minute in range(first_minute, (end_ms - 1) // MINUTE_MS + 1):
-        for original, edit in minute_posts(seed, minute, rates.get(minute, default_rate), edit_rate):
+        count = rates.get(minute, default_rate)
+        for original, edit in minute_posts(seed, minute, count, edit_rate, compliance_rate):
             latest = edit if edit and edit.epoch_ms <= as_of_ms else original
             if start_ms <= latest.epoch_ms < end_ms:
                 found.append(latest)
     found.sort(key=lambda post: int(post.tweet["id"]), reverse=True)
     return found
+
+
+def find_post(
+    seed: int,
+    rates: dict[int, int],
+    default_rate: int,
+    edit_rate: float,
+    compliance_rate: float,
+    tweet_id: str,
+) -> tuple[Post, Post | None] | None:
+    """(original, its edit or None) of the generated post one of whose versions has this id, or None."""
+    if not tweet_id.isdigit():
+        return None
+    number = int(tweet_id)
+    own_minute = snowflake_ms(number) // MINUTE_MS
+    first = own_minute - EDIT_WINDOW_MS // MINUTE_MS if number & EDIT_WORKER else own_minute
+    for minute in range(first, own_minute + 1):
+        for original, edit in minute_posts(
+            seed, minute, rates.get(minute, default_rate), edit_rate, compliance_rate
+        ):
+            if tweet_id in (original.tweet["id"], edit and edit.tweet["id"]):
+                return original, edit
+    return None

@@ -1,1 +1,1 @@
-"""The X (Twitter) API for Airflow: TwitterHook."""
+"""The X (Twitter) API for Airflow: TwitterHook and ComplianceJobTrigger."""

@@ -16,9 +16,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "tweets-to-kafka-x-provider",
         "name": "X (Twitter)",
-        "description": "X API v2 recent search through tweepy, for the DAG tweets-to-kafka.",
+        "description": "X API v2 recent search and batch compliance through tweepy, for the DAG tweets-to-kafka.",
         "versions": ["1.0.0"],
         "hooks": [{"integration-name": "X (Twitter)", "python-modules": ["twitter_provider.hooks"]}],
+        "triggers": [{"integration-name": "X (Twitter)", "python-modules": ["twitter_provider.triggers"]}],
         "connection-types": [
             {
                 "connection-type": "twitter",

@@ -1,4 +1,5 @@
-"""TwitterHook against the X API simulator over real HTTP: paging, joins, errors, retries, secrets."""
+"""TwitterHook against the X API simulator over real HTTP: paging, joins, errors, retries, secrets; the
+batch compliance flow and its errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.helpers import DAG_QUERY, past_window, set_connection
-from twitter_provider.hooks import TransientXApiError, TwitterHook, UsageCapExceeded
+from twitter_provider.hooks import (
+    ComplianceJobConflict,
+    ComplianceJobFailed,
+    TransientXApiError,
+    TwitterHook,
+    UsageCapExceeded,
+)
 
 TOKEN = "test-bearer-token-0123456789"
 
@@ -22,6 +29,16 @@ TOKEN = "test-bearer-token-0123456789"
 def hook(simulator, monkeypatch) -> TwitterHook:
     set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password=TOKEN)
     return TwitterHook(timeout=(2, 2), backoff=0.01)
+
+
+def oauth_keys(simulator) -> dict[str, str]:
+    """OAuth 1.0a user-context keys the simulator accepts, as a connection's extra."""
+    return {
+        "consumer_key": simulator.oauth_consumer_key,
+        "consumer_secret": "consumer-secret-value",
+        "access_token": simulator.oauth_access_token,
+        "access_token_secret": "access-token-secret-value",
+    }
 
 
 def statuses(simulator) -> list[int]:
@@ -48,12 +65,7 @@ def test_every_tweet_of_the_window_with_the_minimum_of_requests(hook, simulator,
 
 def test_bearer_token_and_oauth1_user_context_both_authenticate(simulator, monkeypatch):
     start, end = past_window(100)
-    oauth = {
-        "consumer_key": simulator.oauth_consumer_key,
-        "consumer_secret": "consumer-secret-value",
-        "access_token": simulator.oauth_access_token,
-        "access_token_secret": "access-token-secret-value",
-    }
+    oauth = oauth_keys(simulator)
     set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
 
     tweets = TwitterHook("x_oauth").search_window(DAG_QUERY, start, end)
@@ -230,12 +242,7 @@ def test_a_bad_connection_fails_naming_it_and_what_is_wrong(simulator, monkeypat
 
 
 def test_secrets_never_reach_a_log_line_at_debug(simulator, monkeypatch, caplog, capfd):
-    oauth = {
-        "consumer_key": simulator.oauth_consumer_key,
-        "consumer_secret": "consumer-secret-value",
-        "access_token": simulator.oauth_access_token,
-        "access_token_secret": "access-token-secret-value",
-    }
+    oauth = oauth_keys(simulator)
     set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=simulator.url, password=TOKEN)
     set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
     start, end = past_window(100)
@@ -359,3 +366,200 @@ def test_a_tweet_with_only_id_and_text_becomes_a_record_with_its_time_from_its_i
         record["created_at"] == truth["created_at"][:19] + "Z" and record["original_tweet_id"] == truth["id"]
     )
     assert (record["user_id"], record["followers_count"], record["lang"]) == (None, None, None)
+
+
+# Batch compliance
+
+
+def wait_for_status(hook: TwitterHook, job_id: str, *statuses: str) -> dict:
+    """Read the job through the hook until its status is one of ``statuses``."""
+    deadline = time.monotonic() + 30
+    while (job := hook.get_compliance_job(job_id))["status"] not in statuses:
+        assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+        time.sleep(0.05)
+    return job
+
+
+@pytest.fixture
+def compliance(simulator):
+    """The simulator with jobs processed in 0.2 s, and the posts of a past minute."""
+    simulator.compliance_processing = 0.2
+    start, end = past_window(100)
+    return [tweet["id"] for tweet in simulator.tweets_between(start, end)]
+
+
+@pytest.mark.parametrize("resumable", [False, True])
+def test_a_compliance_job_from_creation_to_results(hook, simulator, compliance, resumable):
+    deleted, protected_author = compliance[1], simulator.tweets_between(*past_window(100))[4]["author"]["id"]
+    simulator.add_compliance_event("delete", deleted)
+    simulator.add_compliance_event("protect", protected_author)
+
+    job = hook.create_compliance_job("stream-check", resumable=resumable)
+    uploaded = hook.upload_compliance_ids(job, compliance)
+    done = wait_for_status(hook, job["id"], "complete")
+    results = hook.download_compliance_results(done)
+
+    assert (job["name"], job["status"], uploaded) == ("stream-check", "created", len(compliance))
+    assert results == simulator.compliance_results(compliance)
+    assert {(r["id"], r["action"], r["reason"]) for r in results} >= {(deleted, "delete", "deleted")}
+    assert {r["reason"] for r in results} == {"deleted", "protected"}
+    storage = [(r["method"], r["status"]) for r in simulator.requests if r["path"].startswith("/_sim/")]
+    assert storage == [*([("POST", 201)] if resumable else []), ("PUT", 200), ("GET", 200)]
+    assert [r["bytes"] for r in simulator.requests if r["method"] == "PUT"] == [
+        sum(len(i) + 1 for i in compliance)
+    ]
+    assert hook.list_compliance_jobs()[0]["id"] == job["id"]
+    assert hook.list_compliance_jobs(status="in_progress") == []
+    assert hook.cancel_compliance_job(job["id"])["status"] == "complete", "a finished job stays as it is"
+
+
+def test_a_second_job_is_a_conflict_naming_the_connection_and_what_to_do(hook, simulator):
+    first = hook.create_compliance_job("first")
+
+    with pytest.raises(ComplianceJobConflict) as conflict:
+        hook.create_compliance_job("second")
+
+    assert str(conflict.value) == (
+        "X API returned HTTP 409 for connection 'twitter_default': You cannot create a new job if one is "
+        "already in progress. (X runs one compliance job of a type at a time: wait for the active one to "
+        "finish, or cancel it)"
+    )
+    assert not isinstance(conflict.value, AirflowFailException), "a later try may find the job finished"
+    assert hook.cancel_compliance_job(first["id"])["status"] == "failed"
+    assert hook.create_compliance_job("third")["status"] == "created"
+
+
+def test_an_expired_upload_url_fails_the_job_without_showing_its_signature(hook, simulator):
+    simulator.compliance_upload_ttl = 1
+    job = hook.create_compliance_job("late")
+    wait_for_status(hook, job["id"], "expired")
+
+    with pytest.raises(ComplianceJobFailed) as failure:
+        hook.upload_compliance_ids(job, ["1"])
+
+    message = str(failure.value)
+    assert f"Compliance upload at {simulator.url}/_sim/compliance/upload/{job['id']} failed" in message
+    assert (
+        "for connection 'twitter_default': HTTP 400 ExpiredToken: The provided token has expired." in message
+    )
+    assert "create a new job" in message
+    assert "Signature" not in message and job["upload_url"].split("?")[1] not in message
+
+
+@pytest.mark.parametrize("status", ["failed", "expired"])
+def test_the_results_of_a_failed_or_expired_job_are_refused_naming_it(hook, simulator, compliance, status):
+    simulator.add_job_fault(status)
+    job = hook.create_compliance_job("doomed")
+    hook.upload_compliance_ids(job, compliance)
+    ended = wait_for_status(hook, job["id"], status)
+
+    with pytest.raises(
+        ComplianceJobFailed, match=f"X compliance job {job['id']} \\(doomed\\) is {status} for "
+    ):
+        hook.download_compliance_results(ended)
+
+
+def test_results_asked_before_the_job_is_complete_are_not_ready(hook, simulator, compliance):
+    simulator.compliance_processing = 60
+    job = hook.create_compliance_job("early")
+    hook.upload_compliance_ids(job, compliance)
+
+    with pytest.raises(
+        AirflowException, match="HTTP 404 NoSuchKey.*no results yet: wait until the job is complete"
+    ):
+        hook.download_compliance_results(hook.get_compliance_job(job["id"]))
+
+
+def test_a_creation_is_made_once_while_reads_are_retried(hook, simulator):
+    simulator.add_fault(status=503, path="/2/compliance/jobs", method="POST")
+    simulator.add_fault(status=503, path="/2/compliance/jobs/", method="GET", times=2)
+
+    with pytest.raises(TransientXApiError, match="HTTP 503 for connection 'twitter_default'"):
+        hook.create_compliance_job("once")
+    job = hook.create_compliance_job("twice")
+    read = hook.get_compliance_job(job["id"])
+
+    assert read["id"] == job["id"]
+    assert [(r["method"], r["status"]) for r in simulator.requests] == [
+        ("POST", 503),
+        ("POST", 200),
+        ("GET", 503),
+        ("GET", 503),
+        ("GET", 200),
+    ]
+
+
+def test_a_failed_upload_is_retried_and_then_succeeds(hook, simulator, compliance):
+    job = hook.create_compliance_job("flaky")
+    simulator.add_fault(status=503, path="/_sim/compliance/upload", times=2)
+
+    assert hook.upload_compliance_ids(job, compliance) == len(compliance)
+    assert [r["status"] for r in simulator.requests if r["method"] == "PUT"] == [503, 503, 200]
+
+
+def test_a_near_rate_limit_reset_on_a_job_is_waited_for_and_a_far_one_fails(hook, simulator):
+    job = hook.create_compliance_job("limited")
+    near = int(time.time()) + 2
+    simulator.add_fault(status=429, path="/2/compliance/jobs/", headers={"x-rate-limit-reset": str(near)})
+
+    assert hook.get_compliance_job(job["id"])["id"] == job["id"]
+    assert time.time() >= near
+    far = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
+    simulator.add_fault(
+        status=429, path="/2/compliance/jobs/", headers={"x-rate-limit-reset": str(int(far.timestamp()))}
+    )
+    with pytest.raises(AirflowException, match=f"the rate limit resets at {far:%Y-%m-%dT%H:%M:%SZ}"):
+        hook.get_compliance_job(job["id"])
+
+
+def test_bad_ids_and_too_many_bytes_are_refused_before_any_request(hook, simulator, monkeypatch):
+    job = hook.create_compliance_job("refused")
+    simulator.clear_requests()
+
+    with pytest.raises(AirflowFailException, match="Post id number 2, 'abc', is not an X post id"):
+        hook.upload_compliance_ids(job, ["1", "abc"])
+    monkeypatch.setattr("twitter_provider.hooks.MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(AirflowFailException) as too_big:
+        hook.upload_compliance_ids(job, [str(10**18 + n) for n in range(10)])
+    with pytest.raises(AirflowFailException, match="'../1' is not an X compliance job id"):
+        hook.get_compliance_job("../1")
+
+    assert str(too_big.value) == (
+        f"10 post ids make 200 bytes, more than the 100 bytes X takes in compliance job {job['id']}'s one "
+        "upload: split them between jobs"
+    )
+    assert simulator.requests == []
+
+
+def test_compliance_needs_the_bearer_token_not_oauth1(simulator, monkeypatch):
+    oauth = oauth_keys(simulator)
+    set_connection(monkeypatch, "x_oauth", conn_type="twitter", host=simulator.url, extra=json.dumps(oauth))
+
+    with pytest.raises(
+        AirflowFailException, match="Connection 'x_oauth' has no bearer token: X's batch compliance"
+    ):
+        TwitterHook("x_oauth").create_compliance_job("user-context")
+    assert simulator.requests == []
+
+
+def test_no_secret_reaches_a_log_line_or_an_error_of_the_compliance_flow(
+    hook, simulator, compliance, caplog, capfd
+):
+    simulator.add_fault(status=503, path="/_sim/compliance/upload")
+    with caplog.at_level(logging.DEBUG):
+        job = hook.create_compliance_job("secret-check")
+        hook.upload_compliance_ids(job, compliance)
+        results = hook.download_compliance_results(wait_for_status(hook, job["id"], "complete"))
+
+    logged = caplog.text + capfd.readouterr().out
+    assert f"Attempt 1 of 4 failed, retrying: Compliance upload at {simulator.url}/_sim/" in logged
+    assert (
+        f"Uploaded {len(compliance)} post ids" in logged
+        and f"Compliance job {job['id']}: {len(results)} results" in logged
+    )
+    for secret in (
+        TOKEN,
+        job["upload_url"].split("Signature=")[1],
+        job["download_url"].split("Signature=")[1],
+    ):
+        assert secret not in logged

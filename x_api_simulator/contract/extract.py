@@ -1,10 +1,11 @@
-"""Extract the contract of ``GET /2/tweets/search/recent`` from X's OpenAPI document.
+"""Extract the contracts of the operations the project uses from X's OpenAPI document.
 
     python -m x_api_simulator.contract.extract path/to/x-api-v2-openapi.json
 
-writes ``search_recent.json`` next to this file: an OpenAPI document with only that operation, the
-parameters and schemas it references, and every kind of ``Problem`` (the error bodies), with X's
-source and version in ``info``.
+writes next to this file, for each contract, an OpenAPI document with only its operations, the
+parameters and schemas they reference, and every kind of ``Problem`` (the error bodies), with X's
+source and version in ``info``: ``search_recent.json`` (``GET /2/tweets/search/recent``) and
+``compliance_jobs.json`` (``POST`` and ``GET /2/compliance/jobs``, ``GET /2/compliance/jobs/{id}``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ import json
 import sys
 from pathlib import Path
 
+HERE = Path(__file__).parent
 PATH = "/2/tweets/search/recent"
-CONTRACT = Path(__file__).with_name("search_recent.json")
+CONTRACT = HERE / "search_recent.json"
+JOBS_PATH = "/2/compliance/jobs"
+JOB_PATH = "/2/compliance/jobs/{id}"
+COMPLIANCE_CONTRACT = HERE / "compliance_jobs.json"
+CONTRACTS = {  # file: (title, the operations as (path, method))
+    CONTRACT: (f"GET {PATH} only", [(PATH, "get")]),
+    COMPLIANCE_CONTRACT: (
+        "the batch compliance jobs only",
+        [(JOBS_PATH, "post"), (JOBS_PATH, "get"), (JOB_PATH, "get")],
+    ),
+}
 SOURCE = (
     "X API v2 OpenAPI document as X publishes it for its SDKs: latest-openapi.json of the public "
     "repository github.com/xdevplatform/xdk, taken in November 2026; under X's developer terms"
@@ -31,11 +43,13 @@ def _references(node: object) -> set[str]:
     return set()
 
 
-def extract(spec: dict) -> dict:
-    """The contract: the operation and the closure of the components it and ``Problem`` reference."""
-    operation = spec["paths"][PATH]["get"]
+def extract(spec: dict, title: str, operations: list[tuple[str, str]]) -> dict:
+    """A contract: the operations and the closure of the components they and ``Problem`` reference."""
+    paths: dict[str, dict] = {}
+    for path, method in operations:
+        paths.setdefault(path, {})[method] = spec["paths"][path][method]
     problem_kinds = spec["components"]["schemas"]["Problem"]["discriminator"]["mapping"].values()
-    pending = _references(operation) | set(problem_kinds) | {"#/components/schemas/Problem"}
+    pending = _references(paths) | set(problem_kinds) | {"#/components/schemas/Problem"}
     components: dict[str, dict] = {}
     while pending:
         ref = pending.pop()
@@ -47,20 +61,21 @@ def extract(spec: dict) -> dict:
     return {
         "openapi": spec["openapi"],
         "info": {
-            "title": f"{spec['info']['title']}: GET {PATH} only",
+            "title": f"{spec['info']['title']}: {title}",
             "version": spec["info"]["version"],
             "x-source": SOURCE,
             "license": spec["info"]["license"],
         },
-        "paths": {PATH: {"get": operation}},
+        "paths": paths,
         "components": {kind: dict(sorted(items.items())) for kind, items in sorted(components.items())},
     }
 
 
 def main(argv: list[str]) -> None:
     spec = json.loads(Path(argv[0]).read_text())
-    CONTRACT.write_text(json.dumps(extract(spec), indent=1, ensure_ascii=False) + "\n")
-    print(f"wrote {CONTRACT} (X API v2 OpenAPI {spec['info']['version']})")
+    for contract, (title, operations) in CONTRACTS.items():
+        contract.write_text(json.dumps(extract(spec, title, operations), indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {contract} (X API v2 OpenAPI {spec['info']['version']})")
 
 
 if __name__ == "__main__":
