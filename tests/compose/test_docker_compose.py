@@ -147,6 +147,7 @@ def test_the_demo_simulator_serves_the_twitter_default_of_env_example(services):
         "conn_type": "twitter",
         "host": f"http://x-api-simulator:{port}",
         "password": command[command.index("--bearer-token") + 1],
+        "extra": {"allow_plain_http": True},  # another container, no TLS: the demo's fake token only
     }
 
 

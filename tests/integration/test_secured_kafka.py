@@ -9,15 +9,13 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
 import uuid
 from string import Template
 
 import pytest
 
 from include.records import to_record
-from local_system import KafkaBroker
+from local_system import AirflowStack, KafkaBroker, connections
 from local_system.kafka import run_tool
 from local_system.kafka_security import (
     LEDGER_TOPIC,
@@ -28,6 +26,9 @@ from local_system.kafka_security import (
 from tests.helpers import DAG_QUERY, ROOT, create_topic, past_window, read_topic, run_dag, set_connection
 
 SECURED_KAFKA_PORT = int(os.environ.get("TEST_SECURED_KAFKA_PORT", "19094"))  # its controller: the next port
+SECURED_AIRFLOW_PORT = int(
+    os.environ.get("TEST_SECURED_AIRFLOW_PORT", "19086")
+)  # its log server: the next port
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
 PRODUCER = "tweets-producer"  # the docs' principal
 TOPIC = "tweets-lambda1"  # the docs' (and the seed stream's) topic
@@ -305,39 +306,38 @@ def test_a_missing_grant_fails_produce_at_its_first_try_naming_the_connection_re
     assert f"--topic {resource}" in logged
 
 
-def test_every_secret_of_a_kafka_extra_is_masked_in_task_logs_at_debug(
+def test_every_secret_of_a_kafka_extra_is_masked_in_task_logs_at_debug_and_in_the_ui(
     simulator, secured_kafka, producer_connection
 ):
-    """The docs' connection with a client key inline (ssl.key.pem) and an OAUTHBEARER config, run by the README's
-    `airflow dags test` at DEBUG: the run succeeds and neither value nor the password appears in its output."""
-    key, certificate = re.findall(
-        r"-----BEGIN [^-]+-----.*?-----END [^-]+-----\n",
-        secured_kafka.security.keystore.read_text(),
-        re.DOTALL,
-    )[:2]
-    oauth_config = f"principal=tweets-producer clientSecret={uuid.uuid4().hex}"
+    """The docs' connection with a client key inline (ssl.key.pem) and an OAUTHBEARER config, in Airflow as the
+    local system runs it (its scheduler, every log at DEBUG): a window is delivered, its task logs hold no
+    value of a secret-bearing key, and the REST API (the UI's connection form) shows each as ***."""
+    keystore = secured_kafka.security.keystore.read_text()
+    key, certificate = re.findall(r"-----BEGIN [^-]+-----.*?-----END [^-]+-----\n", keystore, re.DOTALL)[:2]
     extra = {
         **producer_connection,
         "ssl.key.pem": key,
-        "ssl.certificate.pem": certificate,
-        "sasl.oauthbearer.config": oauth_config,
+        "ssl.certificate.pem": certificate,  # a client certificate, which the broker does not ask for
+        "sasl.oauthbearer.config": f"scope=tweets clientSecret={uuid.uuid4().hex}",  # unused with SCRAM
     }
-    _, end = past_window(78)
-    env = {
-        **os.environ,
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": "DEBUG",
-        "AIRFLOW_CONN_TWITTER_DEFAULT": json.dumps(
-            {"conn_type": "twitter", "host": simulator.url, "password": simulator.bearer_token}
-        ),
-        "AIRFLOW_CONN_KAFKA_DEFAULT": json.dumps({"conn_type": "kafka", "extra": extra}),
-    }
-    command = [sys.executable, "-m", "airflow", "dags", "test", "tweets_to_kafka", end.isoformat()]
+    start, end = past_window(78)
+    stack = AirflowStack(
+        home=ROOT / ".artifacts" / f"airflow-secured-{SECURED_AIRFLOW_PORT}",
+        port=SECURED_AIRFLOW_PORT,
+        connections=connections(simulator.url, simulator.bearer_token, extra),
+        logging_level="DEBUG",
+    )
 
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    with stack:
+        runs = stack.backfill([(start, end)], conf={"topic": TOPIC}, timeout=300)
+        assert [run["state"] for run in runs] == ["success"]
+        logs = "\n".join(
+            stack.task_log(runs[0]["dag_run_id"], task, 1) for task in ("fetch_tweets", "produce_tweets")
+        )
+        shown = json.loads(stack.api("GET", "/api/v2/connections/kafka_default")["extra"])
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
-    assert "[debug" in output, "the run logged at DEBUG level"
-    key_body = key.splitlines()[1]
-    for secret in (key_body, oauth_config, extra["sasl.password"]):
-        assert secret not in output
+    assert "[debug" in logs.lower() or '"level": "debug"' in logs, "the tasks logged at DEBUG level"
+    for secret in ("ssl.key.pem", "sasl.oauthbearer.config", "sasl.password"):
+        assert shown[secret] == "***", secret
+        values = [extra[secret]] + extra[secret].splitlines()[1:-1]  # a key's lines, each alone too
+        assert not [value for value in values if value in logs], f"{secret} appears in the task logs"
