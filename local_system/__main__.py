@@ -7,7 +7,7 @@
     python -m local_system kafka start|stop      a broker alone on KAFKA_PORT
     python -m local_system debian PACKAGES...   apt-get install what is missing (postgresql, redis-server...)
 
-Environment: KAFKA_PORT (9092), X_SIM_PORT (8099), AIRFLOW_PORT (8080; the scheduler's log server takes the
+Environment: KAFKA_PORT (9092), X_SIM_PORT (8099), AIRFLOW_PORT (8080; the log server of task logs takes the
 next port), X_BEARER_TOKEN (set: twitter_default uses the real X API with it, no simulator),
 X_SIM_BEARER_TOKEN (sim-token: the token the simulator accepts), X_API_POOL_SLOTS (2), TOPIC (tail).
 State: .airflow/ (AIRFLOW_HOME; each component's output and pid in .airflow/logs/), .kafka/broker-<port>/.
