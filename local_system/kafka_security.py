@@ -15,6 +15,7 @@ MECHANISM = "SCRAM-SHA-512"
 BROKER_SUBJECT = (
     "kafka-broker"  # the brokers' certificate; their principal on the mutual-TLS controller listener
 )
+PRODUCER = "tweets-producer"  # the producer's user in make run, the docs and the tests
 LEDGER_TOPIC = (
     "tweets-to-kafka.deliveries"  # the delivery ledger's default topic (the stream file may change it)
 )

@@ -19,6 +19,7 @@ from local_system import AirflowStack, KafkaBroker, connections
 from local_system.kafka import run_tool
 from local_system.kafka_security import (
     LEDGER_TOPIC,
+    PRODUCER,
     TRANSACTIONAL_ID_PREFIX,
     make_certificate_authority,
     producer_grants,
@@ -30,7 +31,6 @@ SECURED_AIRFLOW_PORT = int(
     os.environ.get("TEST_SECURED_AIRFLOW_PORT", "19086")
 )  # its log server: the next port
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
-PRODUCER = "tweets-producer"  # the docs' principal
 TOPIC = "tweets-lambda1"  # the docs' (and the seed stream's) topic
 
 
