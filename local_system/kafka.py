@@ -257,16 +257,31 @@ class KafkaCluster:
     port. Each node is broker and controller; topics get replication factor 3 and min.insync.replicas=2.
 
     :param state_dir: node-N/ per node (default .kafka/cluster-<base_port>)
+    :param security: as KafkaBroker's; the nodes share one certificate authority and one admin (in security/)
     """
 
     def __init__(
-        self, base_port: int = 19301, state_dir: Path | None = None, auto_create_topics: bool = True
+        self,
+        base_port: int = 19301,
+        state_dir: Path | None = None,
+        auto_create_topics: bool = True,
+        security: str = "plaintext",
     ):
         self.state_dir = state_dir or ROOT / ".kafka" / f"cluster-{base_port}"
         ports = [base_port + 2 * n for n in range(3)]
         voters = ",".join(f"{n + 1}@127.0.0.1:{port + 1}" for n, port in enumerate(ports))
         self.nodes = [
-            KafkaBroker(port, self.state_dir / f"node-{n + 1}", auto_create_topics, None, n + 1, voters, 3)
+            KafkaBroker(
+                port,
+                self.state_dir / f"node-{n + 1}",
+                auto_create_topics,
+                None,
+                n + 1,
+                voters,
+                3,
+                security=security,
+                security_dir=self.state_dir / "security",
+            )
             for n, port in enumerate(ports)
         ]
         for node in self.nodes:
@@ -287,6 +302,15 @@ class KafkaCluster:
     @property
     def bootstrap(self) -> str:
         return ",".join(node.bootstrap for node in self.nodes)
+
+    @property
+    def admin_config(self) -> dict[str, Any]:
+        """A confluent-kafka config that may do anything, with every node as a bootstrap server."""
+        return {**self.nodes[0].admin_config, "bootstrap.servers": self.bootstrap}
+
+    def client_config(self, user: str, password: str | None = None) -> dict[str, Any]:
+        """A confluent-kafka config for `user` of a secured cluster, with every node as a bootstrap server."""
+        return {**self.nodes[0].client_config(user, password), "bootstrap.servers": self.bootstrap}
 
     def node(self, number: int) -> KafkaBroker:
         """Node 1, 2 or 3."""
