@@ -142,11 +142,11 @@ class KafkaBroker(Service):
             return {"bootstrap.servers": self.bootstrap}
         return self.security.client_config(self.bootstrap, ADMIN)
 
-    def client_config(self, user: str, password: str | None = None) -> dict[str, Any]:
-        """A confluent-kafka config for `user` of a secured node (its kept password unless one is given)."""
+    def client_config(self, user: str) -> dict[str, Any]:
+        """A confluent-kafka config for `user` of a secured node, with its kept password."""
         if self.security is None:
             raise ServiceError(f"the broker on {self.bootstrap} is PLAINTEXT: it has no users")
-        return self.security.client_config(self.bootstrap, user, password)
+        return self.security.client_config(self.bootstrap, user)
 
     def tool(self, script: str, *args: str) -> str:
         """Run a Kafka command-line tool (see TOOLS) against this node, as `admin` on a secured one."""
@@ -216,10 +216,8 @@ class KafkaBroker(Service):
         if self.security is not None:
             self.security.prepare()
             settings.update(self.security.broker_settings())
-            format_args = [
-                "--add-scram",
-                self.security.scram_credential(ADMIN),
-            ]  # before any broker can log in
+            # the admin's SCRAM credential is in the metadata from the start: the brokers log in with it
+            format_args = ["--add-scram", self.security.scram_credential(ADMIN)]
         elif self.replicas == 1:  # ACLs, for the fault suite's refused transactional id; none means allowed
             settings["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
             settings["allow.everyone.if.no.acl.found"] = "true"
@@ -241,10 +239,8 @@ class KafkaBroker(Service):
 
     def _run_java(self, main: str, *args: str) -> str:
         result = subprocess.run(self._java(main, *args), capture_output=True, text=True)
-        if result.returncode != 0:
-            raise ServiceError(
-                f"{main} {args[0]} failed:\n{result.stdout}{result.stderr}"
-            )  # args may hold a password
+        if result.returncode != 0:  # named by its first argument only: the others may hold a password
+            raise ServiceError(f"{main} {args[0]} failed:\n{result.stdout}{result.stderr}")
         return result.stdout
 
     def ready(self) -> bool:
@@ -308,9 +304,9 @@ class KafkaCluster:
         """A confluent-kafka config that may do anything, with every node as a bootstrap server."""
         return {**self.nodes[0].admin_config, "bootstrap.servers": self.bootstrap}
 
-    def client_config(self, user: str, password: str | None = None) -> dict[str, Any]:
+    def client_config(self, user: str) -> dict[str, Any]:
         """A confluent-kafka config for `user` of a secured cluster, with every node as a bootstrap server."""
-        return {**self.nodes[0].client_config(user, password), "bootstrap.servers": self.bootstrap}
+        return {**self.nodes[0].client_config(user), "bootstrap.servers": self.bootstrap}
 
     def node(self, number: int) -> KafkaBroker:
         """Node 1, 2 or 3."""

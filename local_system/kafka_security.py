@@ -224,13 +224,13 @@ class KafkaSecurity:
         """A user for `kafka-storage format --add-scram`."""
         return f"{MECHANISM}=[name={user},password={self.password(user)}]"
 
-    def client_config(self, bootstrap: str, user: str, password: str | None = None) -> dict[str, Any]:
-        """A confluent-kafka (librdkafka) config for `user` (its kept password unless one is given)."""
+    def client_config(self, bootstrap: str, user: str) -> dict[str, Any]:
+        """A confluent-kafka (librdkafka) config for `user`, with its kept password."""
         return {
             "bootstrap.servers": bootstrap,
             "security.protocol": "SASL_SSL",
             "sasl.mechanism": MECHANISM,
             "sasl.username": user,
-            "sasl.password": self.password(user) if password is None else password,
+            "sasl.password": self.password(user),
             "ssl.ca.location": str(self.ca_file),
         }
