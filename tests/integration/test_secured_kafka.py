@@ -26,10 +26,9 @@ from local_system.kafka_security import (
 )
 from tests.helpers import DAG_QUERY, ROOT, create_topic, past_window, read_topic, run_dag, set_connection
 
-SECURED_KAFKA_PORT = int(os.environ.get("TEST_SECURED_KAFKA_PORT", "19094"))  # its controller: the next port
-SECURED_AIRFLOW_PORT = int(
-    os.environ.get("TEST_SECURED_AIRFLOW_PORT", "19086")
-)  # its log server: the next port
+# Each takes the next port too: the broker's controller, Airflow's log server.
+SECURED_KAFKA_PORT = int(os.environ.get("TEST_SECURED_KAFKA_PORT", "19094"))
+SECURED_AIRFLOW_PORT = int(os.environ.get("TEST_SECURED_AIRFLOW_PORT", "19086"))
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
 TOPIC = "tweets-lambda1"  # the docs' (and the seed stream's) topic
 
