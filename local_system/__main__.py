@@ -7,10 +7,13 @@
     python -m local_system kafka start|stop      a broker alone on KAFKA_PORT
     python -m local_system debian PACKAGES...   apt-get install what is missing (postgresql, redis-server...)
 
-Environment: KAFKA_PORT (9092), X_SIM_PORT (8099), AIRFLOW_PORT (8080; the scheduler's log server takes the
+Environment: KAFKA_PORT (9092), X_SIM_PORT (8099), AIRFLOW_PORT (8080; the log server of task logs takes the
 next port), X_BEARER_TOKEN (set: twitter_default uses the real X API with it, no simulator),
-X_SIM_BEARER_TOKEN (sim-token: the token the simulator accepts), X_API_POOL_SLOTS (2), TOPIC (tail).
-State: .airflow/ (AIRFLOW_HOME; each component's output and pid in .airflow/logs/), .kafka/broker-<port>/.
+X_SIM_BEARER_TOKEN (sim-token: the token the simulator accepts), X_API_POOL_SLOTS (2), TOPIC (tail),
+KAFKA_SECURITY (plaintext; sasl_ssl: a broker secured as production runs it, SASL_SSL with SCRAM-SHA-512 and
+ACLs, and kafka_default the producer's user `tweets-producer` with only the grants it needs).
+State: .airflow/ (AIRFLOW_HOME; each component's output and pid in .airflow/logs/), .kafka/broker-<port>/
+(.kafka/broker-<port>-sasl_ssl/, its CA file and passwords in security/).
 """
 
 from __future__ import annotations
@@ -25,39 +28,77 @@ import uuid
 from local_system.airflow import BIN, DAG_ID, AirflowStack, connections
 from local_system.databases import install_debian_packages
 from local_system.kafka import KafkaBroker
+from local_system.kafka_security import LEDGER_TOPIC, PRODUCER, TRANSACTIONAL_ID_PREFIX, producer_grants
 from local_system.service import ROOT, ServiceError, process_start_time, wait_until
 from local_system.simulator import SimulatorProcess
 
 HOME = ROOT / ".airflow"
-PORTS = HOME / "logs" / "ports.json"  # the ports of a running system win over the environment
+PORTS = (
+    HOME / "logs" / "ports.json"
+)  # the ports (and Kafka's security) of a running system win over the environment
 RUN_PID = HOME / "logs" / "run.pid"
 
 
 def ports() -> dict[str, int]:
     """KAFKA_PORT, X_SIM_PORT, AIRFLOW_PORT: those of the running system, else the environment's."""
-    if PORTS.exists():
-        return json.loads(PORTS.read_text())
     defaults = {"KAFKA_PORT": 9092, "X_SIM_PORT": 8099, "AIRFLOW_PORT": 8080}
+    if PORTS.exists():
+        return {name: json.loads(PORTS.read_text())[name] for name in defaults}
     return {name: int(os.environ.get(name, default)) for name, default in defaults.items()}
+
+
+def kafka_security() -> str:
+    """KAFKA_SECURITY (plaintext or sasl_ssl): the running system's, else the environment's."""
+    if PORTS.exists():
+        return json.loads(PORTS.read_text()).get("KAFKA_SECURITY", "plaintext")
+    return os.environ.get("KAFKA_SECURITY", "plaintext")
+
+
+def kafka_broker() -> KafkaBroker:
+    """The broker of `make run`: a secured one has its own state folder, its data formatted with its users."""
+    security = kafka_security()
+    port = ports()["KAFKA_PORT"]
+    suffix = "" if security == "plaintext" else f"-{security}"
+    return KafkaBroker(port, ROOT / ".kafka" / f"broker-{port}{suffix}", security=security)
+
+
+def grant_producer(broker: KafkaBroker) -> None:
+    """On a secured broker: the streams' topics (made by the admin: the producer may not create them), the
+    producer's user, and the grants of docs/deployment.md, with the tools its commands run."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from include.streams import read_streams
+
+    topics = sorted({stream.topic for stream in read_streams().streams})
+    admin = AdminClient(broker.admin_config)
+    for topic, future in admin.create_topics([NewTopic(topic, 3, 1) for topic in topics]).items():
+        try:
+            future.result(timeout=30)
+        except Exception as error:  # noqa: BLE001 - a KafkaException; one that exists is fine
+            if "already exists" not in str(error):
+                raise ServiceError(f"could not create topic {topic!r}: {error}") from None
+    broker.add_user(PRODUCER)
+    for grant in producer_grants(PRODUCER, topics, TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC):
+        broker.tool("kafka-acls.sh", *grant)
 
 
 def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
     """The components of `make run`: the broker, the simulator (none with X_BEARER_TOKEN), Airflow."""
     port = ports()
-    broker = KafkaBroker(port["KAFKA_PORT"])
+    broker = kafka_broker()
     token = os.environ.get("X_BEARER_TOKEN")
     simulator = None
     if not token:
         token = os.environ.get("X_SIM_BEARER_TOKEN", "sim-token")
         simulator = SimulatorProcess(port["X_SIM_PORT"], token, HOME / "logs")
     kafka = {
-        "bootstrap.servers": broker.bootstrap,
+        **(broker.client_config(PRODUCER) if broker.security else {"bootstrap.servers": broker.bootstrap}),
         "acks": "all",
         "enable.idempotence": True,
         "compression.type": "lz4",
         "linger.ms": 20,
         "message.timeout.ms": 60000,
-        "transactional.id": "tweets-to-kafka",
+        "transactional.id": TRANSACTIONAL_ID_PREFIX,
     }
     stack = AirflowStack(
         home=HOME,
@@ -73,9 +114,12 @@ def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
 def start() -> None:
     broker, simulator, stack = system()
     (HOME / "logs").mkdir(parents=True, exist_ok=True)
-    PORTS.write_text(json.dumps(ports()))
+    PORTS.write_text(json.dumps({**ports(), "KAFKA_SECURITY": kafka_security()}))
     broker.start()
     print(f"Kafka broker on {broker.bootstrap} (logs in {broker.state_dir})", flush=True)
+    if broker.security:
+        grant_producer(broker)
+        print(f"  SASL_SSL, SCRAM-SHA-512: kafka_default is user {PRODUCER} with only its grants", flush=True)
     if simulator:
         simulator.start()
         print(f"X API simulator on {simulator.url}", flush=True)
@@ -83,6 +127,7 @@ def start() -> None:
         print("X_BEARER_TOKEN is set: twitter_default uses the real X API, no simulator", flush=True)
     print(f"Starting Airflow in {HOME} (each component's output in {HOME / 'logs'})", flush=True)
     stack.start(fresh=False)
+    secured = f"   SASL_SSL, CA file {broker.security.ca_file}" if broker.security else ""
     x_api = (
         f"simulator on {simulator.url}   bearer token: {simulator.bearer_token} (X_SIM_BEARER_TOKEN)"
         if simulator
@@ -93,7 +138,7 @@ def start() -> None:
 Running. The DAG {DAG_ID} is unpaused: each minute gets a run, 30 s after it ends, from the current one on.
   Airflow UI   {stack.url}   user: admin   password: {stack.admin_password}
                (the password is kept in .airflow/simple_auth_manager_passwords.json.generated)
-  Kafka        {broker.bootstrap}   topic: tweets-lambda1
+  Kafka        {broker.bootstrap}   topic: tweets-lambda1{secured}
   X API        {x_api}
 Watch records arrive:  make tail     Stop everything:  make stop (or Ctrl-C here)""",
         flush=True,
@@ -158,11 +203,11 @@ def tail(topic: str, start_from: str) -> None:
     """Print each record of `topic` as it arrives: partition, offset, key, value."""
     from confluent_kafka import Consumer
 
-    bootstrap = f"127.0.0.1:{ports()['KAFKA_PORT']}"
-    print(f"Records of topic {topic} on {bootstrap} as they arrive (Ctrl-C to stop)", flush=True)
+    broker = kafka_broker()
+    print(f"Records of topic {topic} on {broker.bootstrap} as they arrive (Ctrl-C to stop)", flush=True)
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **broker.admin_config,
             "group.id": f"make-tail-{uuid.uuid4()}",
             "auto.offset.reset": "earliest" if start_from == "beginning" else "latest",
             "enable.auto.commit": False,

@@ -38,6 +38,9 @@ from local_system.service import ROOT, Service, ServiceError, port_taken
 DAG_ID = "tweets_to_kafka"
 BIN = Path(sys.executable).parent
 ADMIN = "admin"
+# Extra keys Airflow does not mask by itself: an inline private key and an OAUTHBEARER config (which may hold a
+# client secret). Airflow compares each name with the extra's key after turning non-word characters into "_".
+SENSITIVE_CONN_NAMES = "ssl_key_pem,sasl_oauthbearer_config"
 
 
 class AirflowError(ServiceError):
@@ -45,7 +48,8 @@ class AirflowError(ServiceError):
 
 
 def project_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]:
-    """The settings every Airflow process of this repository needs: its home, the DAGs, the plugins."""
+    """The settings every Airflow process of this repository needs: its home, the DAGs, the plugins, the masking
+    of every secret of a Kafka connection's extra."""
     return {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")]),
@@ -53,6 +57,7 @@ def project_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": SENSITIVE_CONN_NAMES,
     }
 
 
@@ -67,13 +72,14 @@ def connections(x_api_url: str | None, bearer_token: str, kafka_config: dict[str
 
 
 class AirflowComponent(Service):
-    """One of a stack's processes, e.g. `airflow scheduler`; the stack judges their health together."""
+    """One of a stack's processes, e.g. `airflow scheduler` (`command`: its whole command line); the stack judges
+    their health together."""
 
-    def __init__(self, stack: AirflowStack, name: str, command: list[str], settings: dict[str, str]):
+    def __init__(self, stack: AirflowStack, name: str, command: list[str]):
         super().__init__(stack.home / "logs")
         self.name = name
-        self._command = [str(BIN / "airflow"), *command]
-        self._env = {**stack.env, **settings}
+        self._command = command
+        self._env = stack.env
 
     def command(self) -> list[str]:
         return self._command
@@ -91,8 +97,8 @@ class AirflowStack:
     Airflow's components on one machine.
 
     :param home: AIRFLOW_HOME; each component's output and pid are in its logs/
-    :param port: the api-server's port (UI, REST API, execution API); the scheduler's log server takes
-        port+1, Celery worker N port+1+N
+    :param port: the api-server's port (UI, REST API, execution API); the log server of the tasks' logs takes
+        port+1 (every component listens on 127.0.0.1 only)
     :param connections: connection id to its fields (conn_type, host, password, extra dict, ...),
         stored in the database through the REST API at every start
     :param pools: pool name to its number of slots
@@ -155,6 +161,7 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 1),
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "local_system.log_server.hostname",
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
@@ -169,18 +176,28 @@ class AirflowStack:
 
     def _components(self) -> dict[str, AirflowComponent]:
         """The components to run, by name."""
+        # Airflow's own log servers would listen on every interface: one of local_system's on 127.0.0.1 instead.
         commands = {
-            "scheduler": ["scheduler"],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
             "api-server": ["api-server"],
         }
         if self.triggerer:
             commands["triggerer"] = ["triggerer", "--skip-serve-logs"]
-        components = {name: AirflowComponent(self, name, command, {}) for name, command in commands.items()}
         for n in range(1, self.celery_workers + 1 if self.celery_broker else 1):
-            command = ["celery", "worker", "--celery-hostname", f"worker{n}@%h"]
-            log_port = {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 1 + n)}
-            components[f"worker{n}"] = AirflowComponent(self, f"worker{n}", command, log_port)
+            commands[f"worker{n}"] = [
+                "celery",
+                "worker",
+                "--celery-hostname",
+                f"worker{n}@%h",
+                "--skip-serve-logs",
+            ]
+        components = {
+            name: AirflowComponent(self, name, [str(BIN / "airflow"), *command])
+            for name, command in commands.items()
+        }
+        log_server = [sys.executable, "-m", "local_system.log_server"]
+        components["log-server"] = AirflowComponent(self, "log-server", log_server)
         return components
 
     # Life cycle
@@ -433,7 +450,7 @@ class AirflowStack:
 
     def component_log(self, component: str, lines: int = 40) -> str:
         """The last lines of a component's output."""
-        return AirflowComponent(self, component, [], {}).log_tail(lines)
+        return AirflowComponent(self, component, []).log_tail(lines)
 
     def check_components(self) -> None:
         """Raise AirflowError, with the end of its log, when a component has exited."""

@@ -57,22 +57,28 @@ def create_topic(
     replication: int = 1,
     partitions: int = 3,
     config: dict[str, str] | None = None,
+    client_config: dict | None = None,
 ) -> None:
-    """Create a topic (with topic-level `config`, if given) and wait until it exists."""
+    """Create a topic (with topic-level `config`, if given) and wait until it exists; `client_config`: more
+    settings of the admin client (a secured broker's `admin_config`)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
     admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])[topic].result(
         timeout=30
     )
 
 
 def read_topic(
-    topic: str, bootstrap: str = BOOTSTRAP, isolation: str = "read_committed"
+    topic: str,
+    bootstrap: str = BOOTSTRAP,
+    isolation: str = "read_committed",
+    client_config: dict | None = None,
 ) -> list[tuple[bytes, bytes]]:
     """Every record of a topic, from the beginning to the end of each partition, as (key, value):
     read_committed (the default) stops at the last stable offset and skips aborted transactions;
-    read_uncommitted reads to the high watermark, what aborted and open transactions wrote included."""
+    read_uncommitted reads to the high watermark, what aborted and open transactions wrote included.
+    `client_config`: more settings of the consumer (a secured broker's `admin_config`)."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(
@@ -82,6 +88,7 @@ def read_topic(
             "enable.auto.commit": False,
             "enable.partition.eof": True,  # the end of a partition, past transaction markers too
             "isolation.level": isolation,
+            **(client_config or {}),
         }
     )
     try:

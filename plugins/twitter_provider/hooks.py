@@ -3,6 +3,7 @@ retries and clear errors."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -115,7 +116,8 @@ class TwitterHook(BaseHook):
     The bearer token (app-only auth) is the connection's password; OAuth 1.0a user context is the
     extra fields `consumer_key`, `consumer_secret`, `access_token`, `access_token_secret` (search
     only: batch compliance takes the bearer token). The host, when set, replaces the API's base URL,
-    `https://api.x.com` (e.g. a simulator at `http://127.0.0.1:8099`).
+    `https://api.x.com` (e.g. a simulator at `http://127.0.0.1:8099`); plain http:// only on the loopback,
+    unless the extra has `"allow_plain_http": true`.
 
     :param twitter_conn_id: the connection id
     :param timeout: connect and read timeout of every request, in seconds
@@ -161,6 +163,14 @@ class TwitterHook(BaseHook):
             raise AirflowFailException(
                 f"{self._connection_label}: host {host!r} is not an http(s) URL; "
                 f"leave it empty for the X API ({X_API_HOST}) or set e.g. http://127.0.0.1:8099"
+            )
+        plain_http_allowed = self._connection.extra_dejson.get("allow_plain_http") is True
+        if url.scheme == "http" and not _is_loopback(url.hostname or "") and not plain_http_allowed:
+            raise AirflowFailException(
+                f"{self._connection_label}: host {host!r} is plain http:// to another machine, which would send "
+                "the credentials unencrypted; use https://, or http:// only on this machine's loopback "
+                "(127.0.0.0/8, ::1, localhost), e.g. for the X API simulator (for a simulator on another host, "
+                'add "allow_plain_http": true to the extra)'
             )
         return host
 
@@ -615,6 +625,16 @@ def _storage_error(response: requests.Response) -> tuple[str, str]:
     details = error.findtext("Details")
     message = error.findtext("Message") or ""
     return error.findtext("Code") or "Error", message + (f" {details}" if details else "")
+
+
+def _is_loopback(hostname: str) -> bool:
+    """Whether a URL's host is this machine's loopback: localhost, 127.0.0.0/8 or ::1."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 def _created_at(tweet_id: str) -> str:

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from local_system import install_debian_packages
+from local_system.airflow import SENSITIVE_CONN_NAMES
 from tests.helpers import ROOT
 
 AIRFLOW_SERVICES = {
@@ -113,6 +114,14 @@ def test_airflow_runs_celery_on_the_compose_postgres_and_redis_with_examples_off
         assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
 
 
+def test_airflow_masks_the_kafka_extras_secrets_as_the_local_system_does(services):
+    """The extra keys Airflow does not mask by itself (an inline key, an OAUTHBEARER config): the same list as
+    every Airflow process of the local system, whose masking tests/integration/test_secured_kafka.py proves."""
+    for name in AIRFLOW_SERVICES:
+        names = services[name]["environment"]["AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES"]
+        assert names == SENSITIVE_CONN_NAMES, name
+
+
 def test_kafka_default_points_at_the_brokers_internal_listener(services):
     kafka = services["kafka"]["environment"]
     listeners = dict(item.split("://") for item in kafka["KAFKA_ADVERTISED_LISTENERS"].split(","))
@@ -138,6 +147,7 @@ def test_the_demo_simulator_serves_the_twitter_default_of_env_example(services):
         "conn_type": "twitter",
         "host": f"http://x-api-simulator:{port}",
         "password": command[command.index("--bearer-token") + 1],
+        "extra": {"allow_plain_http": True},  # another container, no TLS: the demo's fake token only
     }
 
 

@@ -23,7 +23,7 @@ WINDOWS = 6
 TWEETS_PER_MINUTE = 12
 POSTGRES_PORT = int(os.environ.get("TEST_POSTGRES_PORT", "15432"))
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "16379"))
-API_PORT = int(os.environ.get("TEST_AIRFLOW_API_PORT", "18380"))  # Celery worker N's log server: API_PORT+1+N
+API_PORT = int(os.environ.get("TEST_AIRFLOW_API_PORT", "18380"))  # the log server: API_PORT+1
 SIMULATOR_PORT = int(os.environ.get("TEST_X_SIM_PORT", "18399"))
 STATE = ROOT / ".artifacts" / f"distributed-{API_PORT}"
 

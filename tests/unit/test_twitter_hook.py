@@ -229,8 +229,23 @@ def test_connection_refused_fails_after_the_hooks_attempts_naming_the_connection
         ),
         ({"password": TOKEN, "extra": '{"consumer_key": '}, "extra is not valid JSON"),
         ({"password": TOKEN, "host": "not a url"}, "host 'not a url' is not an http(s) URL"),
+        (
+            {"password": TOKEN, "host": "http://api.x.com"},
+            "Connection 'twitter_default': host 'http://api.x.com' is plain http:// to another machine, which "
+            "would send the credentials unencrypted; use https://",
+        ),
+        ({"password": TOKEN, "host": "http://10.0.0.8:8099"}, "host 'http://10.0.0.8:8099' is plain http://"),
+        ({"password": TOKEN, "host": "http://localhost.example.com"}, "is plain http:// to another machine"),
     ],
-    ids=["no-credentials", "half-oauth", "malformed-extra", "host-not-url"],
+    ids=[
+        "no-credentials",
+        "half-oauth",
+        "malformed-extra",
+        "host-not-url",
+        "plain-http",
+        "plain-http-ip",
+        "lookalike",
+    ],
 )
 def test_a_bad_connection_fails_naming_it_and_what_is_wrong(simulator, monkeypatch, fields, message):
     set_connection(monkeypatch, "twitter_default", conn_type="twitter", **fields)
@@ -239,6 +254,29 @@ def test_a_bad_connection_fails_naming_it_and_what_is_wrong(simulator, monkeypat
     with pytest.raises(AirflowFailException, match=re.escape(message)):
         TwitterHook().search_window(DAG_QUERY, start, end)
     assert simulator.requests == []
+
+
+@pytest.mark.parametrize(
+    "host", ["http://localhost:8099", "http://127.0.0.2:8099", "http://[::1]:8099", "https://x.test"]
+)
+def test_plain_http_is_allowed_on_the_loopback_only_and_https_anywhere(monkeypatch, host):
+    set_connection(monkeypatch, "twitter_default", conn_type="twitter", host=host, password=TOKEN)
+
+    assert TwitterHook().base_url == host
+
+
+def test_plain_http_to_another_machine_is_allowed_only_when_the_extra_says_so(monkeypatch):
+    extra = json.dumps({"allow_plain_http": True})
+    set_connection(
+        monkeypatch,
+        "twitter_default",
+        conn_type="twitter",
+        host="http://x-api-simulator:8099",
+        password=TOKEN,
+        extra=extra,
+    )
+
+    assert TwitterHook().base_url == "http://x-api-simulator:8099"
 
 
 def test_secrets_never_reach_a_log_line_at_debug(simulator, monkeypatch, caplog, capfd):
