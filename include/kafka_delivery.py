@@ -72,6 +72,7 @@ PRODUCER_ONLY = frozenset(
 # How long a try waits to read the ledger to its end: past librdkafka's transaction.timeout.ms (60 s by default),
 # after which the broker aborts the open transaction of a producer that died.
 LEDGER_READ_TIMEOUT = 90.0
+LEDGER_GRANT = "Describe Read Write Create"  # Create only while the ledger does not exist yet
 
 
 def produce_records(records: Iterable[dict[str, Any]], record_format: str) -> Iterator[tuple[bytes, bytes]]:
@@ -80,14 +81,95 @@ def produce_records(records: Iterable[dict[str, Any]], record_format: str) -> It
         yield record["tweet_id"].encode(), serialise(record, record_format)
 
 
+class KafkaClients:
+    """The Kafka clients of one try, on its connection read once: the producer, the ledger's reader and (to make
+    the ledger) an admin client, through the provider's hooks. It keeps the last error librdkafka reported on any
+    of them (a refused password, a certificate it does not trust: a failed request only says "transport failure"),
+    and words every failure with the connection's id."""
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+        self.config = connection.extra_dejson
+        self.errors: list = []  # what librdkafka reported, first first
+        # a secrets backend may give numbers as strings
+        self.timeout = float(self.config.get("message.timeout.ms", 60000)) / 1000
+
+    @property
+    def conn_id(self) -> str:
+        return self.connection.conn_id
+
+    def on_error(self, error) -> None:
+        """librdkafka's error callback of every client of the try (served by their poll())."""
+        self.errors.append(error)
+
+    def producer(self, transactional_id: str | None):
+        config = {**FAST_START, **self.config, "transactional.id": transactional_id}
+        return _ProducerHook(self._with(config), self.on_error).get_producer()
+
+    def ledger_reader(self):
+        config = {key: value for key, value in self.config.items() if key not in PRODUCER_ONLY}
+        config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-ledger-reader"}
+        return _ConsumerHook(self._with(config), self.on_error, topics=[]).get_conn
+
+    def admin(self):
+        return _AdminHook(self.connection, self.on_error).get_conn
+
+    def _with(self, config: dict[str, Any]) -> Connection:
+        """The connection with this client config as its extra (None values left out)."""
+        extra = {key: value for key, value in config.items() if value is not None}
+        return Connection(conn_id=self.conn_id, conn_type=self.connection.conn_type, extra=json.dumps(extra))
+
+    def refused(
+        self, what: str, reason: str, operations: str, resource: str, name: str
+    ) -> AirflowFailException:
+        """The error of an operation the brokers' ACLs refused: it names the connection, what was refused and the
+        grant to add (docs/deployment.md lists every grant the package needs)."""
+        flags = " ".join(f"--operation {operation}" for operation in operations.split())
+        prefixed = " --resource-pattern-type prefixed" if resource == "transactional-id" else ""
+        kind = {"topic": "topic", "transactional-id": "the transactional ids prefixed"}[resource]
+        principal = f"User:{self.config.get('sasl.username') or '<name>'}"
+        return AirflowFailException(
+            f"Kafka refused {what} to connection {self.conn_id!r}: {reason.rstrip('.')}. Grant its principal "
+            f"{operations.upper().replace(' ', ', ')} on {kind} {name!r} (kafka-acls.sh --add --allow-principal "
+            f"{principal} {flags} --{resource} {name}{prefixed})"
+        )
+
+    def failed(self, doing: str, error, client) -> AirflowException:
+        """The error of a request of `client` that failed, with the reason librdkafka reported meanwhile: a refused
+        password or certificate fails at once (retries cannot mend it), anything else is retried."""
+        from confluent_kafka import KafkaError
+
+        client.poll(0)  # serves the error callback
+        denied = [
+            last for last in self.errors if last.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL)
+        ]
+        ssl = [last for last in self.errors if "SSL handshake failed" in last.str()]
+        if denied or ssl:
+            cause = (denied or ssl)[-1]
+            check = (
+                "sasl.username and sasl.password" if cause.code() == KafkaError._AUTHENTICATION else "ssl.*"
+            )
+            return AirflowFailException(
+                f"Kafka refused connection {self.conn_id!r} while {doing}: {cause.str().rstrip('.')} (check its "
+                f"{check} settings)"
+            )
+        reason = error.str().rstrip(".")
+        if self.errors and self.errors[-1].code() != error.code():
+            reason += f"; last error: {self.errors[-1].str().rstrip('.')}"
+        return AirflowException(
+            f"Kafka did not answer connection {self.conn_id!r} within {self.timeout:.0f} s while {doing}: {reason} "
+            "(check that the brokers of its bootstrap.servers are reachable)"
+        )
+
+
 class DeliveryReport:
     """The delivery callback of one try: counts the records each topic acknowledged, and raises on the first one
     the broker did not take, so that the try fails. Records purged after a failure (by librdkafka on a refused
     record, or by the try's abort) are not failures of their own, and once the try aborts nothing raises:
     abort_transaction() serves these reports, and raising there would interrupt the abort."""
 
-    def __init__(self, kafka_conn_id: str):
-        self.kafka_conn_id = kafka_conn_id
+    def __init__(self, clients: KafkaClients):
+        self.clients = clients
         self.acknowledged: Counter[str] = Counter()
         self.aborting = False
 
@@ -100,13 +182,8 @@ class DeliveryReport:
         if self.aborting or err.code() in (KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
             return
         if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise missing_grant(
-                self.kafka_conn_id,
-                f"writes to topic {msg.topic()!r}",
-                err.str(),
-                "Write",
-                "topic",
-                msg.topic(),
+            raise self.clients.refused(
+                f"writes to topic {msg.topic()!r}", err.str(), "Write", "topic", msg.topic()
             )
         hint = ""
         if err.code() == KafkaError._MSG_TIMED_OUT:  # librdkafka says no more when the topic is missing
@@ -117,21 +194,6 @@ class DeliveryReport:
         raise AirflowException(
             f"Kafka did not deliver record {msg.key().decode()!r} to topic {msg.topic()!r}: {err.str()}{hint}"
         )
-
-
-def missing_grant(
-    kafka_conn_id: str, refused: str, reason: str, operations: str, resource: str, name: str
-) -> AirflowFailException:
-    """The error of an operation a broker's ACLs refused: it names the connection, what was refused and the grant
-    to add (docs/deployment.md lists every grant the package needs)."""
-    flags = " ".join(f"--operation {operation}" for operation in operations.split())
-    prefixed = " --resource-pattern-type prefixed" if resource == "transactional-id" else ""
-    kind = {"topic": "topic", "transactional-id": "the transactional ids prefixed"}[resource]
-    return AirflowFailException(
-        f"Kafka refused {refused} to connection {kafka_conn_id!r}: {reason.rstrip('.')}. Grant its principal "
-        f"{operations.upper().replace(' ', ' and ')} on {kind} {name!r} (kafka-acls.sh --add --allow-principal "
-        f"User:<name> {flags} --{resource} {name}{prefixed})"
-    )
 
 
 class ProduceWindowOperator(ProduceToTopicOperator):
@@ -153,35 +215,30 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         self.ledger_topic = ledger_topic
 
     def execute(self, context: Any) -> dict[str, Any]:
-        connection = self._connection()
-        config = connection.extra_dejson
-        prefix = config.get("transactional.id")
+        clients = KafkaClients(self._connection())
+        prefix = clients.config.get("transactional.id")
         transactional_id = f"{prefix}:{self.dag_id}" if prefix else None
-        if transactional_id is None:
+        if transactional_id:
+            self._check_timeouts(clients.config)
+        else:
             log.warning(
                 "Connection %r has no 'transactional.id' in its extra: this window is delivered at least once "
                 "(a try that fails half-way leaves what it wrote, and its retry writes the window again). Add "
                 "one for exactly-once windows (docs/guarantees.md)",
                 self.kafka_config_id,
             )
-        timeout = float(config.get("message.timeout.ms", 60000)) / 1000  # a secrets backend may give a string
-        if transactional_id:
-            self._check_timeouts(config)
-        producer = _ProducerHook(
-            _with(connection, **{**FAST_START, **config, "transactional.id": transactional_id})
-        )
-        producer = producer.get_producer()
-        reader = _LedgerReaderHook(connection).get_conn
+        producer = clients.producer(transactional_id)
+        reader = clients.ledger_reader()
         try:
-            partition, created = self._ledger_partition(reader, connection, timeout)
+            partition, created = self._ledger_partition(clients, reader)
             if transactional_id:
-                self._init_transactions(producer, transactional_id, prefix, timeout)
-            earlier = None if created else self._earlier_delivery(reader, partition, context)
+                self._init_transactions(clients, producer, transactional_id, prefix)
+            earlier = None if created else self._earlier_delivery(clients, reader, partition, context)
         finally:
             reader.close()
-        uri = f"kafka://{config['bootstrap.servers']}/{self.topic}"
+        uri = f"kafka://{clients.config['bootstrap.servers']}/{self.topic}"
         if earlier is None:
-            delivery = self._deliver(producer, partition, transactional_id, context)
+            delivery = self._deliver(clients, producer, partition, transactional_id, context)
             log.info("Delivered %d records to %s", delivery.records, uri)
         else:
             delivery = earlier
@@ -211,62 +268,99 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             )
         return connection
 
-    def _ledger_partition(self, reader, connection: Connection, timeout: float) -> tuple[int, bool]:
+    def _check_timeouts(self, config: dict[str, Any]) -> None:
+        """Fail naming the connection when librdkafka would refuse to make a transactional producer from it."""
+        if "message.timeout.ms" not in config:  # librdkafka then takes transaction.timeout.ms
+            return
+        message_timeout = float(config["message.timeout.ms"])
+        transaction_timeout = float(config.get("transaction.timeout.ms", 60000))
+        if message_timeout > transaction_timeout:
+            raise AirflowFailException(
+                f"Connection {self.kafka_config_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
+                f"transaction.timeout.ms ({transaction_timeout:.0f}), which librdkafka refuses with a "
+                "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most the "
+                "brokers' transaction.max.timeout.ms, 15 minutes by default)"
+            )
+
+    def _refused_ledger(self, clients: KafkaClients, doing: str, reason: str) -> AirflowFailException:
+        what = f"{doing} the delivery ledger {self.ledger_topic!r}"
+        return clients.refused(what, reason, LEDGER_GRANT, "topic", self.ledger_topic)
+
+    def _ledger_partition(self, clients: KafkaClients, reader) -> tuple[int, bool]:
         """The ledger partition of this stream, and whether this try made the ledger (the cluster had none:
         then it holds no entry yet)."""
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
         try:
-            topic = reader.list_topics(self.ledger_topic, timeout).topics[self.ledger_topic]
+            topic = reader.list_topics(self.ledger_topic, clients.timeout).topics[self.ledger_topic]
         except KafkaException as exc:
-            raise AirflowException(
-                f"Kafka did not answer connection {self.kafka_config_id!r} within {timeout:.0f} s: "
-                f"{exc.args[0].str().rstrip('.')} (check that the brokers of its bootstrap.servers are reachable)"
-            ) from None
-        if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise missing_grant(
-                self.kafka_config_id,
-                self._ledger("finding"),
-                topic.error.str(),
-                "Describe",
-                "topic",
-                self.ledger_topic,
-            )
+            raise clients.failed("looking up its delivery ledger", exc.args[0], reader) from None
         if topic.error is None:
             return ledger.partition_of(self.dag_id, len(topic.partitions)), False
-        admin = _AdminHook(connection).get_conn
+        if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise self._refused_ledger(clients, "finding", topic.error.str())
         new = NewTopic(self.ledger_topic, num_partitions=1, replication_factor=-1, config=ledger.TOPIC_CONFIG)
+        admin = clients.admin()  # kept: a client that is collected ends its requests
         try:
-            admin.create_topics([new])[self.ledger_topic].result(timeout)
-            log.info("Created the delivery ledger %r (%s)", self.ledger_topic, ledger.TOPIC_CONFIG)
-            return 0, True
-        except Exception as exc:  # confluent_kafka.KafkaException, with a KafkaError
-            error = exc.args[0] if exc.args and hasattr(exc.args[0], "code") else None
-            if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a stream that came first
-                reason = error.str() if error is not None else str(exc)
-                if error is not None and error.code() in (
-                    KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-                ):
-                    raise missing_grant(
-                        self.kafka_config_id,
-                        self._ledger("creating"),
-                        reason,
-                        "Create",
-                        "topic",
-                        self.ledger_topic,
-                    ) from None
-                raise AirflowException(
-                    f"Could not create the delivery ledger {self.ledger_topic!r} through connection "
-                    f"{self.kafka_config_id!r}: {reason}"
-                ) from None
-        return 0, False
+            admin.create_topics([new])[self.ledger_topic].result(clients.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another stream's try made it meanwhile
+                return 0, False
+            if error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                raise self._refused_ledger(clients, "creating", error.str()) from None
+            raise clients.failed("creating its delivery ledger", error, admin) from None
+        log.info("Created the delivery ledger %r (%s)", self.ledger_topic, ledger.TOPIC_CONFIG)
+        return 0, True
 
-    def _ledger(self, doing: str) -> str:
-        return f"{doing} the delivery ledger {self.ledger_topic!r}"
+    def _init_transactions(self, clients: KafkaClients, producer, transactional_id: str, prefix: str) -> None:
+        """Fence every earlier try of the stream and abort its open transaction, or fail naming the connection
+        and what its principal needs."""
+        from confluent_kafka import KafkaError, KafkaException
 
-    def _earlier_delivery(self, reader, partition: int, context: Any) -> ledger.Delivery | None:
+        try:
+            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
+            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
+            producer.list_topics(self.topic, clients.timeout)
+            topic = producer.list_topics(self.topic, clients.timeout).topics[self.topic]
+            if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                raise clients.refused(
+                    f"writes to topic {self.topic!r}", topic.error.str(), "Write", "topic", self.topic
+                )
+            producer.init_transactions(clients.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                refused = clients.refused(
+                    f"transactional id {transactional_id!r}",
+                    error.str(),
+                    "Write Describe",
+                    "transactional-id",
+                    prefix,
+                )
+                raise AirflowFailException(
+                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
+                ) from exc
+            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
+                raise AirflowFailException(
+                    f"Kafka refused idempotent writes to connection {self.kafka_config_id!r}: "
+                    f"{error.str().rstrip('.')}. Grant its principal IDEMPOTENT_WRITE on the cluster (kafka-acls.sh "
+                    "--add --allow-principal User:<name> --operation IdempotentWrite --cluster)"
+                ) from exc
+            raise clients.failed(
+                f"starting transaction {transactional_id!r} (its brokers must host the transaction state log: "
+                "transaction.state.log.replication.factor at most the number of brokers)",
+                error,
+                producer,
+            ) from exc
+
+    def _earlier_delivery(
+        self, clients: KafkaClients, reader, partition: int, context: Any
+    ) -> ledger.Delivery | None:
         """This delivery's ledger entry, if an earlier try of it committed."""
         from confluent_kafka import KafkaError, KafkaException
 
@@ -288,29 +382,19 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise missing_grant(
-                    self.kafka_config_id,
-                    self._ledger("reading"),
-                    error.str(),
-                    "Read",
-                    "topic",
-                    self.ledger_topic,
-                ) from None
-            raise AirflowException(
-                f"Could not read the delivery ledger {self.ledger_topic!r} through connection "
-                f"{self.kafka_config_id!r}: {error.str()}"
-            ) from None
+                raise self._refused_ledger(clients, "reading", error.str()) from None
+            raise clients.failed("reading its delivery ledger", error, reader) from None
         except ledger.LedgerTimeout as exc:
             raise AirflowException(f"Connection {self.kafka_config_id!r}: {exc}") from None
 
     def _deliver(
-        self, producer, partition: int, transactional_id: str | None, context: Any
+        self, clients: KafkaClients, producer, partition: int, transactional_id: str | None, context: Any
     ) -> ledger.Delivery:
         """Write the window's records and its ledger entry: in one transaction, or (without a transactional id)
         the entry once the broker acknowledged every record."""
         from confluent_kafka import KafkaException
 
-        report = DeliveryReport(self.kafka_config_id)
+        report = DeliveryReport(clients)
         self.delivery_callback = report
         if isinstance(self.producer_function, str):
             self.producer_function = import_string(self.producer_function)
@@ -360,7 +444,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             record_format=self.producer_function_kwargs.get("record_format", "json"),
             records=records,
             run_id=dag_run.run_id,
-            run_type=str(dag_run.run_type.value if hasattr(dag_run.run_type, "value") else dag_run.run_type),
+            run_type=dag_run.run_type.value,
             clear_number=dag_run.clear_number or 0,
             try_number=context["ti"].try_number,
             transactional_id=transactional_id,
@@ -368,75 +452,20 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             committed_at=datetime.now(UTC),
         )
 
-    def _check_timeouts(self, config: dict[str, Any]) -> None:
-        """Fail naming the connection when librdkafka would refuse to make a transactional producer from it."""
-        if "message.timeout.ms" not in config:  # librdkafka then takes transaction.timeout.ms
-            return
-        message_timeout = float(config["message.timeout.ms"])
-        transaction_timeout = float(config.get("transaction.timeout.ms", 60000))
-        if message_timeout > transaction_timeout:
-            raise AirflowFailException(
-                f"Connection {self.kafka_config_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
-                f"transaction.timeout.ms ({transaction_timeout:.0f}), "
-                "which librdkafka refuses with a transactional.id: lower message.timeout.ms, or raise "
-                "transaction.timeout.ms with it (at most the brokers' transaction.max.timeout.ms, 15 minutes by default)"
-            )
-
-    def _init_transactions(self, producer, transactional_id: str, prefix: str, timeout: float) -> None:
-        """Fence every earlier try of the stream and abort its open transaction, or fail naming the connection
-        and what its principal needs."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        try:
-            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
-            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
-            producer.list_topics(self.topic, timeout)
-            producer.list_topics(self.topic, timeout)
-            producer.init_transactions(timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            reason = error.str()
-            conn = f"connection {self.kafka_config_id!r}"
-            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-                refused = missing_grant(
-                    self.kafka_config_id,
-                    f"transactional id {transactional_id!r}",
-                    reason,
-                    "Write Describe",
-                    "transactional-id",
-                    prefix,
-                )
-                raise AirflowFailException(
-                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
-                ) from exc
-            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
-                raise AirflowFailException(
-                    f"Kafka refused idempotent writes to {conn}: {reason.rstrip('.')}. Grant its principal "
-                    "IDEMPOTENT_WRITE on the cluster (kafka-acls.sh --add --allow-principal User:<name> "
-                    "--operation IdempotentWrite --cluster)"
-                ) from exc
-            raise AirflowException(
-                f"Kafka did not start transaction {transactional_id!r} for {conn} within {timeout:.0f} s: "
-                f"{reason.rstrip('.')} (check that the brokers are reachable and can host the transaction state "
-                "log: transaction.state.log.replication.factor at most the number of brokers)"
-            ) from exc
-
-
-def _with(connection: Connection, **config: Any) -> Connection:
-    """The connection with this producer or consumer config as its extra (None values left out)."""
-    extra = {key: value for key, value in config.items() if value is not None}
-    return Connection(conn_id=connection.conn_id, conn_type=connection.conn_type, extra=json.dumps(extra))
-
 
 class _OnConnection:
-    """A provider hook on a connection already read: the task reads its connection once."""
+    """A provider hook on a connection the try read already, whose client reports its errors to `on_error`."""
 
-    def __init__(self, connection: Connection, **kwargs: Any):
+    def __init__(self, connection: Connection, on_error, **kwargs: Any):
         super().__init__(kafka_config_id=connection.conn_id, **kwargs)
         self.connection = connection
+        self.on_error = on_error
 
     def get_connection(self, conn_id: str) -> Connection:
         return self.connection
+
+    def _get_client(self, config: dict[str, Any]):
+        return super()._get_client({**config, "error_cb": self.on_error})
 
 
 class _ProducerHook(_OnConnection, KafkaProducerHook):
@@ -447,14 +476,8 @@ class _AdminHook(_OnConnection, KafkaAdminClientHook):
     pass
 
 
-class _LedgerReaderHook(_OnConnection, KafkaConsumerHook):
-    """The provider's consumer, reading the ledger read_committed, assigned to partitions (no group: it
-    commits no offsets)."""
-
-    def __init__(self, connection: Connection):
-        config = {key: value for key, value in connection.extra_dejson.items() if key not in PRODUCER_ONLY}
-        reader = {**config, **ledger.READER_CONFIG, "group.id": "tweets-to-kafka-ledger-reader"}
-        super().__init__(_with(connection, **reader), topics=[])
+class _ConsumerHook(_OnConnection, KafkaConsumerHook):
+    pass
 
 
 def _produce(

@@ -270,9 +270,9 @@ def test_a_wrong_password_fails_produce_naming_the_authentication_failure_withou
     wrong = f"wrong-password-{uuid.uuid4().hex}"
     extra = {**producer_connection, "sasl.password": wrong}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=extra)
-    _, end = past_window(86)
+    start, _ = past_window(86)
 
-    states = run_dag(end, retries=0)
+    states = run_dag(start, retries=0)
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     logged = "".join(capfd.readouterr()) + caplog.text
@@ -287,9 +287,9 @@ def test_a_broker_certificate_the_configured_authority_did_not_sign_fails_produc
     other_ca = make_certificate_authority(tmp_path, "another CA")
     extra = {**producer_connection, "ssl.ca.location": str(other_ca)}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=extra)
-    _, end = past_window(84)
+    start, _ = past_window(84)
 
-    states = run_dag(end, retries=0)
+    states = run_dag(start, retries=0)
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     logged = "".join(capfd.readouterr()) + caplog.text
@@ -320,9 +320,9 @@ def test_a_missing_grant_fails_produce_at_its_first_try_naming_the_connection_re
     )
     extra = {**documented_extra(), **user_with_grants(secured_kafka, user, kept), "message.timeout.ms": 5000}
     set_connection(monkeypatch, "kafka_default", conn_type="kafka", extra=extra)
-    _, end = past_window(82 if missing == "topic" else 80)
+    start, _ = past_window(82 if missing == "topic" else 80)
 
-    states = run_dag(end, retries=1)
+    states = run_dag(start, retries=1)
 
     assert states == {"fetch_tweets": "success", "produce_tweets": "failed"}
     assert task_tries("produce_tweets") == 1, "not retried: it fails until someone grants the ACL"
