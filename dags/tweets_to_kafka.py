@@ -53,10 +53,11 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
             start_date=datetime(2026, 1, 1, tzinfo=UTC),
             catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
             max_active_runs=4,
-            dagrun_timeout=timedelta(minutes=30),
+            # No dagrun_timeout: it would cut a run off mid-try. Each try is bounded (execution_timeout, the
+            # hook's timeouts, message.timeout.ms), and so is their number.
             default_args={
-                "retries": 3,
-                "retry_delay": timedelta(seconds=20),
+                "retries": stream.retries,
+                "retry_delay": timedelta(seconds=stream.retry_delay_seconds),
                 "retry_exponential_backoff": True,
                 "max_retry_delay": timedelta(minutes=10),
                 "execution_timeout": timedelta(minutes=10),
@@ -104,15 +105,18 @@ def tweets_to_kafka(
         """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
         from include import windows
         from include.records import to_record
-        from twitter_provider.hooks import TwitterHook
+        from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
 
         if budget_warning:
             log.warning("%s", budget_warning)
         start, end = windows.run_window(context)
-        windows.skip_if_unreachable(start, end, schedule)
-        unreachable = windows.unreachable_before(context, start, schedule)
+        unreachable = windows.unreachable_before(context, start, schedule)  # reported before any skip
         windows.wait_until_searchable(end, schedule)
-        tweets = TwitterHook(stream.twitter_conn_id).search_window(context["params"]["query"], start, end)
+        hook = TwitterHook(stream.twitter_conn_id)
+        try:
+            tweets = hook.search_window(context["params"]["query"], start, end, horizon=schedule.horizon)
+        except BeyondSearchHorizon as beyond:
+            windows.skip_beyond_horizon(start, end, beyond)
         log.info(
             "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
         )

@@ -134,6 +134,40 @@ class KafkaClients:
             f"{principal} {flags} --{resource} {name}{prefixed})"
         )
 
+    def refused_ledger(self, topic: str, doing: str, reason: str) -> AirflowFailException:
+        return self.refused(f"{doing} the delivery ledger {topic!r}", reason, LEDGER_GRANT, "topic", topic)
+
+    def ledger_partition(self, reader, topic: str, stream: str) -> tuple[int, bool]:
+        """The partition of the ledger `topic` that holds a stream's entries, and whether this call made the
+        ledger (the cluster had none: then it holds no entry yet)."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        try:
+            metadata = reader.list_topics(topic, self.timeout).topics[topic]
+        except KafkaException as exc:
+            raise self.failed("looking up its delivery ledger", exc.args[0], reader) from None
+        if metadata.error is None:
+            return ledger.partition_of(stream, len(metadata.partitions)), False
+        if metadata.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise self.refused_ledger(topic, "finding", metadata.error.str())
+        new = NewTopic(topic, num_partitions=1, replication_factor=-1, config=ledger.TOPIC_CONFIG)
+        admin = self.admin()  # kept: a client that is collected ends its requests
+        try:
+            admin.create_topics([new])[topic].result(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another stream's try made it meanwhile
+                return 0, False
+            if error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                raise self.refused_ledger(topic, "creating", error.str()) from None
+            raise self.failed("creating its delivery ledger", error, admin) from None
+        log.info("Created the delivery ledger %r (%s)", topic, ledger.TOPIC_CONFIG)
+        return 0, True
+
     def failed(self, doing: str, error, client) -> AirflowException:
         """The error of a request of `client` that failed, with the reason librdkafka reported meanwhile: a refused
         password or certificate fails at once (retries cannot mend it), anything else is retried."""
@@ -230,7 +264,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         producer = clients.producer(transactional_id)
         reader = clients.ledger_reader()
         try:
-            partition, created = self._ledger_partition(clients, reader)
+            partition, created = clients.ledger_partition(reader, self.ledger_topic, self.dag_id)
             if transactional_id:
                 self._init_transactions(clients, producer, transactional_id, prefix)
             earlier = None if created else self._earlier_delivery(clients, reader, partition, context)
@@ -281,41 +315,6 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most the "
                 "brokers' transaction.max.timeout.ms, 15 minutes by default)"
             )
-
-    def _refused_ledger(self, clients: KafkaClients, doing: str, reason: str) -> AirflowFailException:
-        what = f"{doing} the delivery ledger {self.ledger_topic!r}"
-        return clients.refused(what, reason, LEDGER_GRANT, "topic", self.ledger_topic)
-
-    def _ledger_partition(self, clients: KafkaClients, reader) -> tuple[int, bool]:
-        """The ledger partition of this stream, and whether this try made the ledger (the cluster had none:
-        then it holds no entry yet)."""
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic
-
-        try:
-            topic = reader.list_topics(self.ledger_topic, clients.timeout).topics[self.ledger_topic]
-        except KafkaException as exc:
-            raise clients.failed("looking up its delivery ledger", exc.args[0], reader) from None
-        if topic.error is None:
-            return ledger.partition_of(self.dag_id, len(topic.partitions)), False
-        if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise self._refused_ledger(clients, "finding", topic.error.str())
-        new = NewTopic(self.ledger_topic, num_partitions=1, replication_factor=-1, config=ledger.TOPIC_CONFIG)
-        admin = clients.admin()  # kept: a client that is collected ends its requests
-        try:
-            admin.create_topics([new])[self.ledger_topic].result(clients.timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another stream's try made it meanwhile
-                return 0, False
-            if error.code() in (
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-            ):
-                raise self._refused_ledger(clients, "creating", error.str()) from None
-            raise clients.failed("creating its delivery ledger", error, admin) from None
-        log.info("Created the delivery ledger %r (%s)", self.ledger_topic, ledger.TOPIC_CONFIG)
-        return 0, True
 
     def _init_transactions(self, clients: KafkaClients, producer, transactional_id: str, prefix: str) -> None:
         """Fence every earlier try of the stream and abort its open transaction, or fail naming the connection
@@ -382,7 +381,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise self._refused_ledger(clients, "reading", error.str()) from None
+                raise clients.refused_ledger(self.ledger_topic, "reading", error.str()) from None
             raise clients.failed("reading its delivery ledger", error, reader) from None
         except ledger.LedgerTimeout as exc:
             raise AirflowException(f"Connection {self.kafka_config_id!r}: {exc}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import zlib
 from datetime import datetime, timedelta
+from typing import Literal
 
 import msgspec
 
@@ -38,6 +39,8 @@ class Delivery(msgspec.Struct, kw_only=True, frozen=True):
     transactional_id: str | None
     searchable_at: datetime
     committed_at: datetime  # the moment the try asked Kafka to commit
+    # "unreachable": no delivery, X could no longer serve the window when the healing found it (records 0)
+    outcome: Literal["delivered", "unreachable"] = "delivered"
 
     @property
     def key(self) -> bytes:
@@ -85,6 +88,54 @@ class LedgerTimeout(TimeoutError):
     """The ledger could not be read to its end in time: a transaction of another producer holds it."""
 
 
+def read_entries(
+    consumer, topic: str, partitions: list[int], since: datetime, timeout: float
+) -> list[Delivery]:
+    """The committed entries of these ledger partitions written at or after `since`, in the order written.
+
+    `consumer` has READER_CONFIG. It reads each partition from its first record written since until its end of
+    stable records reaches the high watermark of its first fetch: every transaction that began before then has
+    committed or aborted, so an entry committed behind another producer's open transaction (past the last stable
+    offset, where a read_committed consumer stops) is waited for, not missed. Raise LedgerTimeout when an open
+    transaction outlasts `timeout`."""
+    from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+    since_ms = int(since.timestamp() * 1000)
+    starts = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in partitions], timeout)
+    assigned = []
+    for start in starts:
+        offset = start.offset
+        if (
+            offset < 0
+        ):  # no committed record since (read_committed, the lookup stops at the last stable offset)
+            offset = consumer.get_watermark_offsets(TopicPartition(topic, start.partition), timeout)[1]
+        assigned.append(TopicPartition(topic, start.partition, offset))
+    consumer.assign(assigned)
+    entries, ends, done = [], {}, set()
+    deadline = time.monotonic() + timeout
+    while len(done) < len(partitions):
+        if time.monotonic() > deadline:
+            raise LedgerTimeout(
+                f"the delivery ledger {topic!r} (partitions {sorted(set(partitions) - done)}) was not read to its "
+                f"end within {timeout:.0f} s: a transaction of another producer is open in it"
+            )
+        message = consumer.poll(0.1)
+        if message is None:
+            continue
+        error = message.error()
+        if error is None:
+            entries.append(decode(message.value()))
+        elif error.code() == KafkaError._PARTITION_EOF:
+            partition = message.partition()
+            here = TopicPartition(topic, partition)
+            end = ends.setdefault(partition, consumer.get_watermark_offsets(here, cached=True)[1])
+            if message.offset() >= end:
+                done.add(partition)
+        else:
+            raise KafkaException(error)
+    return entries
+
+
 def find_delivery(
     consumer,
     topic: str,
@@ -95,39 +146,10 @@ def find_delivery(
     clear_number: int,
     timeout: float,
 ) -> Delivery | None:
-    """The committed entry under `key` that a try of `run_id` wrote since it was last cleared, or None.
-
-    `consumer` has READER_CONFIG. It reads the partition from the first record written at or after `since` until
-    its end of stable records reaches the high watermark of its first fetch: every transaction that began before
-    then has committed or aborted, so an entry committed behind another producer's open transaction (past the
-    last stable offset, where a read_committed consumer stops) is waited for, not missed."""
-    from confluent_kafka import KafkaError, KafkaException, TopicPartition
-
-    here = TopicPartition(topic, partition)
-    since_ms = int(since.timestamp() * 1000)
-    start = consumer.offsets_for_times([TopicPartition(topic, partition, since_ms)], timeout)[0].offset
-    if start < 0:  # no committed record since (read_committed, the lookup stops at the last stable offset)
-        start = consumer.get_watermark_offsets(here, timeout)[1]  # the last stable offset
-    consumer.assign([TopicPartition(topic, partition, start)])
-    found, end = None, None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = consumer.poll(0.1)
-        if message is None:
-            continue
-        error = message.error()
-        if error is None:
-            if message.key() == key and (entry := decode(message.value())).same_delivery(
-                run_id, clear_number
-            ):
-                found = entry
-        elif error.code() == KafkaError._PARTITION_EOF:
-            end = end if end is not None else consumer.get_watermark_offsets(here, cached=True)[1]
-            if message.offset() >= end:
-                return found
-        else:
-            raise KafkaException(error)
-    raise LedgerTimeout(
-        f"the delivery ledger {topic!r} (partition {partition}) was not read to offset {end} within "
-        f"{timeout:.0f} s: a transaction of another producer is open in it"
-    )
+    """The committed entry under `key` that a try of `run_id` wrote since it was last cleared, or None (see
+    read_entries)."""
+    found = None
+    for entry in read_entries(consumer, topic, [partition], since, timeout):
+        if entry.key == key and entry.same_delivery(run_id, clear_number):
+            found = entry
+    return found

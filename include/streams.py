@@ -34,6 +34,10 @@ class Stream(BaseModel):
     record_format: Literal["json", "seed"] = "json"
     look_back_minutes: Annotated[int, Field(ge=0)] = 0
     settle_seconds: Annotated[float, Field(ge=0)] = 30
+    retries: Annotated[int, Field(ge=0)] = (
+        3  # of each task, before its run fails (and the healing runs it again)
+    )
+    retry_delay_seconds: Annotated[float, Field(gt=0)] = 20  # the first; it doubles, at most 10 minutes
     twitter_conn_id: str = "twitter_default"
     kafka_conn_id: str = "kafka_default"
 
@@ -47,6 +51,7 @@ class _FileSettings(BaseModel):
 
     rate_limit_per_15_minutes: Annotated[int, Field(gt=0)] = 450  # X's Pro tier
     delivery_ledger_topic: Annotated[str, Field(pattern=KAFKA_TOPIC)] = LEDGER_TOPIC
+    healing_interval_minutes: Annotated[int, Field(gt=0)] = 5
     streams: Annotated[list[Any], Field(min_length=1)]
 
 
@@ -61,6 +66,7 @@ class Streams:
     path: Path
     rate_limit_per_15_minutes: int
     delivery_ledger_topic: str = LEDGER_TOPIC
+    healing_interval_minutes: int = 5
     streams: list[Stream] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
@@ -100,7 +106,12 @@ def read_streams(path: Path | None = None) -> Streams:
             f"Stream file {path}: " + "; ".join(_problems(error, _FileSettings.model_fields))
         ) from None
 
-    streams = Streams(path, settings.rate_limit_per_15_minutes, settings.delivery_ledger_topic)
+    streams = Streams(
+        path,
+        settings.rate_limit_per_15_minutes,
+        settings.delivery_ledger_topic,
+        settings.healing_interval_minutes,
+    )
     for index, entry in enumerate(settings.streams, start=1):
         label = entry.get("name") if isinstance(entry, dict) else None
         where = f"{path}: stream {label!r}" if label else f"{path}: stream #{index}"

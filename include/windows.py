@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -27,17 +27,16 @@ def run_window(context: dict[str, Any]) -> tuple[datetime, datetime]:
     return start - WINDOW, start
 
 
-def skip_if_unreachable(start: datetime, end: datetime, timetable: SearchableMinuteTimetable) -> None:
-    """Skip the run, with a warning and without a request, when its window is beyond the search's reach."""
-    if start < timetable.earliest_reachable(datetime.now(UTC)):
-        log.warning(
-            "Window [%s, %s) is older than the X API's search horizon (%s minutes, less one of margin): its "
-            "tweets can no longer be fetched, so no request is made",
-            _iso(start),
-            _iso(end),
-            f"{timetable.horizon / timedelta(minutes=1):g}",
-        )
-        raise AirflowSkipException(f"window [{_iso(start)}, {_iso(end)}) is beyond the search horizon")
+def skip_beyond_horizon(start: datetime, end: datetime, reason: object) -> NoReturn:
+    """Skip the run, with a warning naming its window, when X can no longer serve it (`reason`: why, from
+    TwitterHook: the search's reach at the moment of a request, or X's own answer)."""
+    log.warning(
+        "Window [%s, %s) is older than the X API's search horizon: its tweets can no longer be fetched (%s)",
+        _iso(start),
+        _iso(end),
+        reason,
+    )
+    raise AirflowSkipException(f"window [{_iso(start)}, {_iso(end)}) is beyond the search horizon")
 
 
 def unreachable_before(context: dict[str, Any], start: datetime, timetable: SearchableMinuteTimetable) -> int:

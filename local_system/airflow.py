@@ -113,6 +113,7 @@ class AirflowStack:
     :param celery_broker: a Redis URL: CeleryExecutor with `celery_workers` workers (needs `database`);
         None: LocalExecutor, tasks run as the scheduler's children
     :param triggerer: whether to run a triggerer too
+    :param dag_id: the DAG that start() waits for and unpauses (one of the stream file's)
     """
 
     home: Path
@@ -127,6 +128,7 @@ class AirflowStack:
     celery_broker: str | None = None
     celery_workers: int = 2
     triggerer: bool = False
+    dag_id: str = DAG_ID
     processes: dict[str, AirflowComponent] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False)
 
@@ -229,9 +231,9 @@ class AirflowStack:
             for name, slots in self.pools.items():
                 self.set_pool(name, slots)
             self.wait_until(
-                lambda: self.dag_is_parsed(DAG_ID), timeout, f"the dag-processor to parse {DAG_ID}"
+                lambda: self.dag_is_parsed(self.dag_id), timeout, f"the dag-processor to parse {self.dag_id}"
             )
-            self.pause(False)
+            self.pause(False, self.dag_id)
         except BaseException:
             self.stop()
             raise
@@ -405,9 +407,9 @@ class AirflowStack:
         """Every run of a DAG, oldest logical date first."""
         return self.listing(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs", order_by="logical_date")
 
-    def task_instances(self, run_id: str = "~") -> list[dict[str, Any]]:
-        """The latest try of every task instance of the DAG (of one run, or of all with "~")."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances"
+    def task_instances(self, run_id: str = "~", dag_id: str = DAG_ID) -> list[dict[str, Any]]:
+        """The latest try of every task instance of a DAG (of one run, or of all with "~")."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return self.listing(path, "task_instances", order_by="id")
 
     def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ from airflow.sdk.log import mask_secret
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from twitter_provider import SEARCH_HORIZON
+
 TWEEPY_HOST = "https://api.twitter.com"  # hard-coded in tweepy.Client.request
 X_API_HOST = "https://api.x.com"  # X's current host, the default base URL
 TWITTER_EPOCH_MS = 1288834974657  # post ids encode their creation time in milliseconds after it
@@ -84,6 +86,10 @@ class ComplianceJobConflict(AirflowException):
 class ComplianceJobFailed(AirflowException):
     """A compliance job that will give no results: failed, expired, or its upload or download URL
     expired. A new job is needed."""
+
+
+class BeyondSearchHorizon(AirflowException):
+    """The window starts earlier than the recent search reaches (7 days back) at the time of the request."""
 
 
 class RateLimited(Exception):
@@ -245,17 +251,22 @@ class TwitterHook(BaseHook):
         client.session.mount(TWEEPY_HOST, _XApiAdapter(self.base_url, self.timeout))
         return client
 
-    def search_window(self, query: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    def search_window(
+        self, query: str, start: datetime, end: datetime, horizon: timedelta = SEARCH_HORIZON
+    ) -> list[dict[str, Any]]:
         """
         Return every tweet matching `query` with `start <= created_at < end`, newest first.
 
         Each tweet is the API's JSON object plus `author`: its user from the page's `includes.users`,
         or None (and `created_at` from its id, should the API leave it out). Every page is read, an
-        empty one that carries a `next_token` too; a tweet met twice is kept once.
+        empty one that carries a `next_token` too; a tweet met twice is kept once. Raise
+        BeyondSearchHorizon, without a request, when `start` is older than `horizon` at the moment of a
+        request (also after waiting out a rate limit), and when X answers that it is.
 
         :param query: the X API search query
         :param start: the window's first instant (inclusive), timezone-aware
         :param end: the window's end (exclusive), timezone-aware
+        :param horizon: how far back the recent search reaches
         """
         params: dict[str, Any] = {
             "query": query,
@@ -270,7 +281,7 @@ class TwitterHook(BaseHook):
         tweets: dict[str, dict[str, Any]] = {}
         pages = 0
         while True:
-            page = self._call(lambda: self._search(params))
+            page = self._call(lambda: self._search(params, start + horizon))
             pages += 1
             authors = {user["id"]: user for user in (page.get("includes") or {}).get("users") or []}
             for tweet in page.get("data") or []:
@@ -298,7 +309,7 @@ class TwitterHook(BaseHook):
         window = {"start_time": end - timedelta(minutes=1), "end_time": end}
         params = {"query": "Apple", "max_results": 10, "sort_order": "recency", **window}
         try:
-            self._request(lambda: self._search(params))
+            self._request(lambda: self._search(params, window["start_time"] + SEARCH_HORIZON))
         except Exception as error:
             return False, f"Recent search at {self._connection.host or X_API_HOST} failed: {error}"
         return True, (
@@ -456,7 +467,16 @@ class TwitterHook(BaseHook):
         tier = _TIERS.get((int(self.rate_limit_limit), self._uses_oauth1), "unknown")
         return f"rate limit remaining {self.rate_limit_remaining} of {self.rate_limit_limit} ({tier} tier)"
 
-    def _search(self, params: dict[str, Any]) -> requests.Response:
+    def _search(self, params: dict[str, Any], reachable_until: datetime) -> requests.Response:
+        """One search request, made only while the search still reaches back to its start (from
+        `reachable_until`, start + horizon, it no longer does)."""
+        now = datetime.now(UTC)
+        if now >= reachable_until:
+            horizon = reachable_until - params["start_time"]
+            raise BeyondSearchHorizon(
+                f"the window starting {_iso(params['start_time'])} is older than the recent search reaches "
+                f"({horizon.total_seconds() / 60:g} minutes back) at {_iso(now)}: no request made"
+            )
         return self._client.search_recent_tweets(user_auth=self._uses_oauth1, **params)
 
     def _call(
@@ -544,6 +564,8 @@ class TwitterHook(BaseHook):
             return TransientXApiError(message)
         if status == 409:
             return ComplianceJobConflict(message)
+        if status == 400 and any("'start_time' must be on or after" in text for text in messages):
+            return BeyondSearchHorizon(message)
         return AirflowFailException(message)
 
     def _usage_cap(self, body: object) -> UsageCapExceeded | None:

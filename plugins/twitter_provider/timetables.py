@@ -9,9 +9,11 @@ from airflow.sdk import conf, timezone
 from airflow.timetables.base import DagRunInfo, DataInterval, TimeRestriction, Timetable
 from pendulum import DateTime
 
+from twitter_provider import SEARCH_HORIZON
+
 WINDOW = timedelta(minutes=1)
 SETTLE = timedelta(seconds=30)  # tweets become searchable about 30 s after they are posted
-SEARCH_HORIZON = timedelta(days=7)  # the recent search reaches this far back
+
 # A window this close to the horizon is left alone: it could pass the horizon before its request lands.
 HORIZON_MARGIN = timedelta(minutes=1)
 

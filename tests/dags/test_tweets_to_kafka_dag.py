@@ -25,7 +25,7 @@ def dag(dagbag):
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert list(dagbag.dags) == ["tweets_to_kafka"]
+    assert sorted(dagbag.dags) == ["tweets_to_kafka", "tweets_to_kafka_healing"]
 
 
 def test_the_scheduler_gets_the_searchable_minute_schedule_with_its_settings(dag):

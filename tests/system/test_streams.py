@@ -1,11 +1,13 @@
 """Two streams of one stream file under the real scheduler: each topic holds exactly its query's tweets of
-every window, and a fault in one stream's windows leaves the other's runs untouched. The stack has no `x_api`
-pool, as an Airflow that the package is copied into: the runs must work without it."""
+every window, a fault in one stream's windows leaves the other's runs untouched, and manual runs beside the
+schedule neither stop it nor lose a minute. The stack has no `x_api` pool, as an Airflow that the package is
+copied into: the runs must work without it."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,12 +20,14 @@ pytestmark = pytest.mark.wall_clock  # waits for scheduled minutes
 
 PORT = int(os.environ.get("TEST_STREAMS_AIRFLOW_PORT", "19280"))
 MINUTE = timedelta(minutes=1)
-# Disjoint sets of the simulator's posts: English ones naming a product, and the other languages' iPhone posts.
-ENGLISH = {"name": "tweets_to_kafka", "query": "(Apple OR iPhone) lang:en", "topic": "streams-en"}
+# Disjoint sets of the simulator's posts: English ones naming a product, and the other languages' iPhone posts. Their
+# names and topics once gave both streams the same transactional ids (`<prefix>.<dag id>.<topic>.<window>`:
+# `tweets-to-kafka.tweets_to_kafka.fr.streams.<window>`), so that each fenced the other's try of a minute.
+ENGLISH = {"name": "tweets_to_kafka", "query": "(Apple OR iPhone) lang:en", "topic": "fr.streams"}
 OTHERS = {
-    "name": "tweets_other_langs",
+    "name": "tweets_to_kafka.fr",
     "query": "iPhone -lang:en",
-    "topic": "streams-other",
+    "topic": "streams",
     "twitter_conn_id": "x_other",
 }
 LOOK_BACK = 2  # each stream's first windows are due at once
@@ -123,3 +127,53 @@ def test_a_fault_in_one_stream_leaves_the_other_untouched_and_each_topic_holds_i
     check_topic_holds_exactly_its_query(simulator, OTHERS, others)
     english = wait_until_ended(stack, ENGLISH, windows + 2, "success")  # it kept running meanwhile
     check_topic_holds_exactly_its_query(simulator, ENGLISH, english)
+    wait_until_ended(stack, OTHERS, windows + 2, "success")  # minutes both streams wrote in the same second
+    for stream in (ENGLISH, OTHERS):
+        tries = {
+            ti["try_number"]
+            for ti in stack.task_instances(dag_id=stream["name"])
+            if ti["task_id"] == "produce_tweets"
+        }
+        assert tries == {1}, f"no produce try of {stream['name']} was fenced by the other stream's"
+
+
+def test_manual_runs_beside_the_schedule_take_a_minute_or_deliver_it_again_and_the_schedule_goes_on(
+    stack, simulator
+):
+    """Expected: a manual run whose logical date is the start of a minute the schedule has not reached takes that
+    minute's place (Airflow allows one run per logical date): the scheduler makes no scheduled run of it and goes
+    on with the next minutes (apache/airflow#41208 stopped it for good), and the minute is delivered once, by the
+    manual run. A manual run with a logical date inside a minute already scheduled delivers that minute again, as
+    asked. Every other minute is delivered once."""
+    now = datetime.now(UTC)
+    ahead = now.replace(second=0, microsecond=0) + MINUTE  # its scheduled run is made 150 s or more from now
+    delivered = max(datetime.fromisoformat(run["data_interval_start"]) for run in scheduled(stack, ENGLISH))
+    taking = stack.trigger(ahead, {}, dag_id=ENGLISH["name"])
+    again = stack.trigger(delivered + timedelta(seconds=30), {}, dag_id=ENGLISH["name"])
+
+    def settled() -> bool:
+        runs = stack.dag_runs(ENGLISH["name"])
+        later = [run for run in runs if datetime.fromisoformat(run["data_interval_start"]) > ahead]
+        return len(later) >= 2 and all(run["state"] in ("success", "failed") for run in runs)
+
+    stack.wait_until(settled, 420, f"two scheduled runs after {ahead:%H:%M} and every run to end")
+
+    runs = stack.dag_runs(ENGLISH["name"])
+    assert {run["state"] for run in runs} == {"success"}
+    by_start = {}
+    for run in runs:
+        by_start.setdefault(datetime.fromisoformat(run["data_interval_start"]), []).append(run["run_id"])
+    assert by_start[ahead] == [taking["dag_run_id"]], "the manual run took the minute's place"
+    assert sorted(by_start[delivered]) == sorted(
+        [again["dag_run_id"], f"scheduled__{delivered:%Y-%m-%dT%H:%M}--{delivered + MINUTE:%H:%M}Z"]
+    )
+    first, last = min(by_start), max(by_start)
+    minutes = [first + n * MINUTE for n in range((last - first) // MINUTE + 1)]
+    assert sorted(by_start) == minutes, "every minute has its run: the schedule went on after the manual one"
+    counts = Counter(key for key, _ in read_topic(ENGLISH["topic"]))
+    for start in minutes:
+        keys = {
+            tweet["id"].encode()
+            for tweet in simulator.tweets_between(start, start + MINUTE, ENGLISH["query"])
+        }
+        assert {counts[key] for key in keys} == {2 if start == delivered else 1}, f"the minute {start:%H:%M}"

@@ -15,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from tests.helpers import DAG_QUERY, past_window, set_connection
 from twitter_provider.hooks import (
+    BeyondSearchHorizon,
     ComplianceJobConflict,
     ComplianceJobFailed,
     TransientXApiError,
@@ -159,6 +160,41 @@ def test_a_reset_anywhere_in_the_x_api_s_15_minute_window_is_waited_for(hook, si
     assert len(slept) == 1 and 14 * 60 - 5 < slept[0] <= 14 * 60 + 1
     assert ids(tweets) == ids(simulator.tweets_between(start, end, DAG_QUERY))
     assert statuses(simulator) == [429, 200]
+
+
+def test_a_window_beyond_the_searchs_reach_makes_no_request(hook, simulator):
+    start, end = past_window(10)
+
+    with pytest.raises(BeyondSearchHorizon, match="is older than the recent search reaches"):
+        hook.search_window(DAG_QUERY, start, end, horizon=timedelta(minutes=10))
+
+    assert statuses(simulator) == []
+
+
+def test_a_window_that_passes_the_horizon_while_a_rate_limit_is_waited_out_is_not_asked_again(
+    hook, simulator
+):
+    """The reach is checked again before the request after a rate-limit wait: the window, in reach at the first
+    request, is not when the limit has reset."""
+    start, end = past_window(10)
+    reset = int(time.time()) + 1
+    simulator.add_fault(status=429, headers={"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"})
+    horizon = datetime.now(UTC) - start + timedelta(seconds=1)  # reached for one more second
+
+    with pytest.raises(BeyondSearchHorizon, match="no request made"):
+        hook.search_window(DAG_QUERY, start, end, horizon=horizon)
+
+    assert time.time() >= reset and statuses(simulator) == [429]
+
+
+def test_x_s_own_answer_that_a_start_time_is_too_old_says_the_window_is_beyond_the_horizon(hook, simulator):
+    start, end = past_window(10)
+    simulator.search_horizon = 5 * 60
+
+    with pytest.raises(BeyondSearchHorizon, match="HTTP 400.*'start_time' must be on or after"):
+        hook.search_window(DAG_QUERY, start, end)
+
+    assert statuses(simulator) == [400]
 
 
 def test_a_reset_beyond_the_wait_bound_fails_for_airflow_to_retry_later(hook, simulator):

@@ -57,19 +57,14 @@ def test_a_run_without_logical_date_takes_the_last_complete_minute_before_run_af
     assert windows.run_window(context) == (T.replace(minute=4), T.replace(minute=5))
 
 
-def test_a_window_beyond_the_horizon_is_skipped_with_a_warning_and_no_request(caplog):
-    old = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=7)
+def test_a_window_beyond_the_horizon_is_skipped_with_a_warning_naming_it_and_why(caplog):
     with (
         pytest.raises(AirflowSkipException, match="beyond the search horizon"),
         caplog.at_level(logging.WARNING),
     ):
-        windows.skip_if_unreachable(old, old + MINUTE, TIMETABLE)
-    assert "older than the X API's search horizon (10080 minutes" in caplog.text
-
-
-def test_a_window_within_reach_is_searched():
-    recent = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=6)
-    windows.skip_if_unreachable(recent, recent + MINUTE, TIMETABLE)  # no exception
+        windows.skip_beyond_horizon(T, T + MINUTE, "X said so")
+    assert f"Window [{iso(T)}, {iso(T + MINUTE)}) is older than the X API's search horizon" in caplog.text
+    assert "(X said so)" in caplog.text
 
 
 def test_the_first_run_after_left_out_windows_names_them(caplog):
