@@ -23,6 +23,12 @@ FIGURES = (
         ">= 0.9",
         lambda v: v >= 0.9,
     ),
+    Figure(
+        "ledger_read_ms",
+        "a try's read of the delivery ledger, median milliseconds",
+        "<= 100",
+        lambda v: v <= 100,
+    ),
     Figure("requests_vs_minimum", "requests per window / minimum", "= 1.0", lambda v: v == 1.0),
     Figure("fetch_vs_plain_requests", "fetch 1,000 tweets: hook / plain requests"),
     Figure(
@@ -42,6 +48,12 @@ FIGURES = (
         "worker-slot seconds per scheduled run / empty 2-task DAG",
         "<= 1.5",
         lambda v: v <= 1.5,
+    ),
+    Figure(
+        "transactional_ids_per_stream_day",
+        "transactional ids a stream uses in a day (all windows of the schedule section)",
+        "bounded (1)",
+        lambda v: v <= 1,
     ),
     Figure(
         "catchup_vs_rate_limit",

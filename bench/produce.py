@@ -103,27 +103,45 @@ class ProduceBenchmark:
     # The four ways, each from records (as the produce task gets them from XCom) to acknowledged bytes.
 
     def ours(self, records: list[dict], topic: str) -> None:
-        """The project's produce_tweets: the operator with our producer function, callback and settings."""
-        self._operator(
-            records,
-            topic,
-            delivery_callback="include.kafka_delivery.fail_on_delivery_error",
-            synchronous=False,
-        )
+        """The project's produce_tweets: its operator, producer function and settings, the ledger entry included."""
+        from include.kafka_delivery import ProduceWindowOperator
+
+        self._operator(ProduceWindowOperator, records, topic, synchronous=False)
 
     def ours_transactional(self, records: list[dict], topic: str) -> None:
         """The same, with a connection that has a transactional.id: the window in one transaction."""
+        from include.kafka_delivery import ProduceWindowOperator
+
         self._operator(
-            records,
-            topic,
-            kafka_config_id=TRANSACTIONAL_CONN_ID,
-            delivery_callback="include.kafka_delivery.fail_on_delivery_error",
-            synchronous=False,
+            ProduceWindowOperator, records, topic, kafka_config_id=TRANSACTIONAL_CONN_ID, synchronous=False
         )
 
     def operator_defaults(self, records: list[dict], topic: str) -> None:
         """The provider operator as its docs show it: synchronous=True, the default (logging) callback."""
-        self._operator(records, topic)
+        from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
+
+        self._operator(ProduceToTopicOperator, records, topic)
+
+    def ledger_read_ms(self) -> float:
+        """Milliseconds a try spends learning whether its run delivered its window already: its ledger reader
+        made, the ledger's partition found, and the partition read from the run's start to its end."""
+        from airflow.sdk import BaseHook
+
+        from include import ledger
+        from include.kafka_delivery import LEDGER_READ_TIMEOUT, KafkaClients
+
+        began = time.perf_counter()
+        clients = KafkaClients(BaseHook.get_connection(TRANSACTIONAL_CONN_ID))
+        reader = clients.ledger_reader()
+        partition, _ = clients.ledger_partition(reader, ledger.LEDGER_TOPIC, "adhoc_airflow")
+        since = datetime.now(UTC) - ledger.CLOCK_MARGIN
+        key = ledger.ledger_key("adhoc_airflow", "none", since)
+        ledger.find_delivery(
+            reader, ledger.LEDGER_TOPIC, partition, key, since, "none", 0, LEDGER_READ_TIMEOUT
+        )
+        elapsed = time.perf_counter() - began
+        reader.close()
+        return 1000 * elapsed
 
     def raw(self, records: list[dict], topic: str) -> None:
         """confluent-kafka alone, same config: asynchronous produce, poll(0), one flush."""
@@ -148,12 +166,10 @@ class ProduceBenchmark:
         finally:
             producer.close()
 
-    def _operator(self, records: list[dict], topic: str, **options: Any) -> None:
+    def _operator(self, operator: type, records: list[dict], topic: str, **options: Any) -> None:
         """Build the operator as the DAG does, then render and execute it as the task runner does."""
-        from include.kafka_delivery import ProduceWindowOperator
-
         options = {"kafka_config_id": "kafka_default", **options}
-        produce_tweets = ProduceWindowOperator(
+        produce_tweets = operator(
             task_id="produce_tweets",
             topic="{{ params.topic }}",
             producer_function="include.kafka_delivery.produce_records",
@@ -163,12 +179,21 @@ class ProduceBenchmark:
         task = produce_tweets.prepare_for_execution()  # as the task runner: no dependency scan on setattr
         task.topic = topic
         task.producer_function_kwargs = {"records": records, "record_format": "json"}  # the rendered XComArg
-        window = datetime.now(UTC).replace(second=0, microsecond=0)
+        now = datetime.now(UTC)
+        run = SimpleNamespace(
+            run_id=f"bench__{uuid.uuid4().hex}",  # a new delivery each time
+            run_type=SimpleNamespace(value="manual"),
+            logical_date=now.replace(second=0, microsecond=0),
+            run_after=now,
+            start_date=now,
+            clear_number=0,
+        )
         task.execute(
             context={
                 "dag": SimpleNamespace(timetable=SearchableMinuteTimetable()),
-                "data_interval_start": window,
-                "data_interval_end": window + timedelta(minutes=1),
+                "dag_run": run,
+                "ti": SimpleNamespace(try_number=1),
+                "params": {"query": "bench"},
                 "outlet_events": defaultdict(set),  # the topic's asset event
             }
         )
@@ -234,7 +259,10 @@ def run_transactions(
                 )
     rate = {name: median(values) for name, values in rates.items()}
     per_window = {name: median(values) for name, values in window_ms.items()}
+    ledger_reads = [bench.ledger_read_ms() for _ in range(5 * repetitions)]
     return {
+        "ledger_read_ms": median(ledger_reads),
+        "ledger_read_ms_runs": ledger_reads,
         "records": record_count,
         "repetitions": repetitions,
         "records_per_second": {name: {"median": rate[name], "runs": rates[name]} for name in ways},

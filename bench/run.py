@@ -44,7 +44,7 @@ STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "
 # The figures results.json leads with, from each section's results.
 HEADLINES = {
     "produce": ("produce_vs_raw", "produce_vs_seed", "produce_vs_operator_defaults"),
-    "transactions": ("transactional_vs_idempotent_produce",),
+    "transactions": ("transactional_vs_idempotent_produce", "ledger_read_ms"),
     "requests": ("requests_vs_minimum",),
     "fetch": ("fetch_vs_plain_requests",),
     "parse": ("parse_vs_empty_dag", "parse_in_dag_processor_vs_empty_dag"),
@@ -54,6 +54,7 @@ HEADLINES = {
         "freshness_p95_s",
         "slot_seconds_vs_empty_dag",
         "catchup_vs_rate_limit",
+        "transactional_ids_per_stream_day",
     ),
     "streams": ("streams_within_freshness",),
 }

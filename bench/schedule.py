@@ -91,6 +91,7 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
         ]
         empty = _slot_seconds(stack, "empty_two_tasks", empty_runs)
     shutil.copytree(stack.home / "logs", log_dir / "schedule", dirs_exist_ok=True)
+    deliveries = _deliveries("tweets_to_kafka")
     return {
         "freshness_median_s": round(statistics.median(freshness), 2),
         "freshness_p95_s": round(_p95(freshness), 2),
@@ -100,7 +101,35 @@ def _measure(simulator: XApiSimulator, runs: int, log_dir: Path) -> dict[str, An
         "slot_seconds_vs_empty_dag": round(statistics.median(ours) / statistics.median(empty), 2),
         "catchup": catchup,
         "catchup_vs_rate_limit": catchup["vs_rate_limit"],
+        # The stream's transactional ids over every window of the section; a stable id per stream makes it 1,
+        # however many windows (a day's 1,440) it runs.
+        "transactional_ids_per_stream_day": len({entry.transactional_id for entry in deliveries}),
+        "transactional_ids_windows_observed": len(deliveries),
     }
+
+
+def _deliveries(stream: str) -> list:
+    """The stream's entries in the delivery ledger of the benchmark's broker."""
+    from confluent_kafka import Consumer
+
+    from include import ledger
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": KAFKA_CONFIG["bootstrap.servers"],
+            "group.id": "bench-ledger",
+            **ledger.READER_CONFIG,
+        }
+    )
+    try:
+        partitions = list(
+            consumer.list_topics(ledger.LEDGER_TOPIC, timeout=10).topics[ledger.LEDGER_TOPIC].partitions
+        )
+        since = datetime.now(UTC) - timedelta(days=1)
+        entries = ledger.read_entries(consumer, ledger.LEDGER_TOPIC, partitions, since, timeout=120)
+    finally:
+        consumer.close()
+    return [entry for entry in entries if entry.stream == stream]
 
 
 def _wait_for_catchup(stack, simulator, enabled: datetime, missed_last: datetime) -> dict[str, Any]:
