@@ -490,6 +490,14 @@ class XApiSimulator:
         with self._lock:
             self._job_faults.append([status, times])
 
+    def finish_compliance_job(self, job_id: str) -> None:
+        """End an uploaded compliance job's processing now (its status then follows at once)."""
+        with self._lock:
+            job = self._jobs[job_id]
+            if job.uploaded_ms is None:
+                raise ValueError(f"compliance job {job_id} has no upload yet")
+            job.processing_ms = min(job.processing_ms, int(time.time() * 1000) - job.uploaded_ms)
+
     def clear_faults(self) -> None:
         """Remove every pending fault, job faults included."""
         with self._lock:

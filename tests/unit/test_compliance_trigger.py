@@ -41,10 +41,25 @@ def reads(simulator) -> list[int]:
 
 
 def test_the_trigger_fires_once_the_job_is_complete(hook, simulator):
+    """Expected: it polls while the job is in progress (here until the test ends the processing), and fires
+    once it is complete."""
+    simulator.compliance_processing = 3600
     job = hook.create_compliance_job("deferred")
     hook.upload_compliance_ids(job, ["1", "2"])
 
-    event = first_event(ComplianceJobTrigger(job["id"], poll_interval=0.05))
+    async def finish_after_two_reads() -> None:
+        while len(reads(simulator)) < 2:
+            await asyncio.sleep(0.01)
+        simulator.finish_compliance_job(job["id"])
+
+    async def run() -> dict:
+        finisher = asyncio.create_task(finish_after_two_reads())
+        async for event in ComplianceJobTrigger(job["id"], poll_interval=0.05).run():
+            await finisher
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    event = asyncio.run(asyncio.wait_for(run(), timeout=60))
 
     assert event == {
         "status": "complete",

@@ -66,6 +66,7 @@ def test_a_job_goes_created_in_progress_complete_and_gives_a_line_per_id_with_an
     deleted, scrubbed = posts[3], posts[5]
     sim.add_compliance_event("delete", deleted)
     sim.add_compliance_event("scrub_geo", scrubbed)
+    sim.compliance_processing = 3600  # in progress until the test ends it
 
     job = create(sim, name="nightly", resumable=False).json()["data"]
     assert (job["status"], job["name"], job["type"], job["resumable"]) == (
@@ -76,6 +77,7 @@ def test_a_job_goes_created_in_progress_complete_and_gives_a_line_per_id_with_an
     )
     assert upload(job, posts).status_code == 200
     assert get(sim, job["id"])["status"] == "in_progress"
+    sim.finish_compliance_job(job["id"])
     done = wait_for_status(sim, job["id"], "complete")
     results = requests.get(done["download_url"], timeout=5)
 
