@@ -311,6 +311,7 @@ class AirflowStack:
         conf: dict[str, Any],
         timeout: float,
         max_active_runs: int | None = None,
+        dag_id: str = DAG_ID,
     ) -> list[dict[str, Any]]:
         """Backfill consecutive one-minute windows with `conf` (`airflow backfill create`), at most
         `max_active_runs` runs at once (None: Airflow's default); return their runs, oldest first, once
@@ -318,12 +319,12 @@ class AirflowStack:
         Airflow allows one unfinished backfill per DAG: this first waits until the previous one completed."""
 
         def previous_completed() -> bool:
-            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=DAG_ID)
+            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
             return all(backfill["completed_at"] for backfill in backfills)
 
-        self.wait_until(previous_completed, 180, f"the previous backfill of {DAG_ID} to complete")
+        self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
         # A run's logical date is its window's start; both ends of the range are inclusive.
-        command = ["backfill", "create", "--dag-id", DAG_ID, "--dag-run-conf", json.dumps(conf)]
+        command = ["backfill", "create", "--dag-id", dag_id, "--dag-run-conf", json.dumps(conf)]
         command += ["--from-date", windows[0][0].isoformat(), "--to-date", windows[-1][0].isoformat()]
         if max_active_runs is not None:
             command += ["--max-active-runs", str(max_active_runs)]
@@ -346,7 +347,8 @@ class AirflowStack:
                 run["state"] in ("success", "failed") for run in mine(runs)
             )
 
-        return mine(self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end"))
+        runs = self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end", dag_id)
+        return mine(runs)
 
     def trigger(
         self, logical_date: datetime | None, conf: dict[str, Any], dag_id: str = DAG_ID
@@ -424,14 +426,14 @@ class AirflowStack:
         return "\n".join(json.dumps(event) if isinstance(event, dict) else str(event) for event in content)
 
     def wait_for_runs(
-        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str
+        self, done: Callable[[list[dict[str, Any]]], bool], timeout: float, what: str, dag_id: str = DAG_ID
     ) -> list[dict[str, Any]]:
-        """Poll the DAG's runs until `done(runs)`; return them, or fail naming `what` and the runs' states."""
+        """Poll a DAG's runs until `done(runs)`; return them, or fail naming `what` and the runs' states."""
         runs: list[dict[str, Any]] = []
 
         def check() -> bool:
             nonlocal runs
-            runs = self.dag_runs()
+            runs = self.dag_runs(dag_id)
             return done(runs)
 
         self.wait_until(check, timeout, what, lambda: {run["run_id"]: run["state"] for run in runs})

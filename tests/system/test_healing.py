@@ -125,17 +125,18 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
     reset = int((datetime.now(UTC) + timedelta(minutes=20)).timestamp())
     limited_x_api.add_fault(status=429, headers={"x-rate-limit-reset": str(reset)}, times=-1)
     stack.pause(True, BACKFILLED["name"])
-    paused_at = datetime.now(UTC).replace(second=0, microsecond=0)
+    resumes_at = max(map(start_of, runs_of(stack, BACKFILLED))) + MINUTE  # the paused schedule's next minute
+    ahead = resumes_at + 2 * MINUTE  # to backfill: its schedule then resumes after it, past the two between
 
     stack.wait_until(
-        lambda: len(failed_minutes(stack, KAFKA_DOWN)) >= 2 and len(failed_minutes(stack, RATE_LIMITED)) >= 2,
+        lambda: (
+            len(failed_minutes(stack, KAFKA_DOWN)) >= 2
+            and len(failed_minutes(stack, RATE_LIMITED)) >= 2
+            and datetime.now(UTC) >= ahead + MINUTE + timedelta(seconds=30)
+        ),
         420,
-        "two failed minutes of each of the first two streams",
+        f"two failed minutes of each of the first two streams, and the minute {ahead:%H:%M} to be searchable",
     )
-    ahead = (
-        datetime.now(UTC).replace(second=0, microsecond=0) - 2 * MINUTE
-    )  # due, later than the paused minutes
-    assert ahead > paused_at, "minutes came due while the third stream was paused"
     stack.cli(
         "backfill",
         "create",
@@ -180,5 +181,9 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
         for minute in minutes[stream["name"]]:
             keys = {tweet["id"].encode() for tweet in x_api.tweets_between(minute, minute + MINUTE, QUERY)}
             assert keys and {counts[key] for key in keys} == {1}, f"{stream['name']}, minute {minute:%H:%M}"
-    healed = [run for s in STREAMS for run in runs_of(stack, s) if run["run_id"].startswith("healing__")]
-    assert healed, "the passed-by minutes got healing runs"
+    passed_by = {start_of(run) for run in runs_of(stack, BACKFILLED) if run["run_id"].startswith("healing__")}
+    assert passed_by == {resumes_at, resumes_at + MINUTE}, (
+        "the minutes the schedule passed by got healing runs"
+    )
+    for stream in (KAFKA_DOWN, RATE_LIMITED):
+        assert failed_minutes(stack, stream) == set(), f"every failed run of {stream['name']} was run again"
