@@ -181,7 +181,7 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
         for minute in minutes[stream["name"]]:
             keys = {tweet["id"].encode() for tweet in x_api.tweets_between(minute, minute + MINUTE, QUERY)}
             assert keys and {counts[key] for key in keys} == {1}, f"{stream['name']}, minute {minute:%H:%M}"
-    passed_by = {start_of(run) for run in runs_of(stack, BACKFILLED) if run["run_id"].startswith("healing__")}
+    passed_by = {start_of(run) for run in runs_of(stack, BACKFILLED) if run["dag_run_id"].startswith("healing__")}
     assert passed_by == {resumes_at, resumes_at + MINUTE}, (
         "the minutes the schedule passed by got healing runs"
     )
