@@ -38,6 +38,9 @@ class TopicWatcher:
             }
         )
         self.partitions = list(self._consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        assert self.partitions, (
+            f"{topic} has no partitions yet: a watched topic is created first (create_topic)"
+        )
         self._consumer.assign(
             [TopicPartition(topic, partition, OFFSET_BEGINNING) for partition in self.partitions]
         )
@@ -67,7 +70,7 @@ class TopicWatcher:
         """Wait until it has read each partition to its end as the log is now (the high watermark: every
         transaction must have ended), stop, and return every record read, in order; fail, saying where it
         stood and what librdkafka logged, when it did not get there within `timeout` seconds."""
-        log_ends = dict(zip(self.partitions, high_watermarks(self.topic, self.bootstrap), strict=True))
+        log_ends = high_watermarks(self.topic, self.bootstrap)
         deadline = time.monotonic() + timeout
         try:
             while any(self.ends.get(partition, -1) < end for partition, end in log_ends.items()):
@@ -103,15 +106,16 @@ class _Said(logging.Logger):
         self.lines.append(record.getMessage())
 
 
-def high_watermarks(topic: str, bootstrap: str) -> list[int]:
-    """The end of each partition of the topic's log (records committed or not, and transaction markers), in
-    partition order."""
+def high_watermarks(topic: str, bootstrap: str) -> dict[int, int]:
+    """The end of each partition of the topic's log (records committed or not, and transaction markers)."""
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watermarks-{uuid.uuid4()}"})
     try:
-        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions]
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+        }
     finally:
         consumer.close()
 
