@@ -167,6 +167,9 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
+            # A task's calls to the api-server wait 60 s, not 5: on a busy machine a slow answer to the call that
+            # starts a task would fail its try before it ran (Airflow's advice for high load).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         }
         if "x_api" in self.pools:  # the pool every stream's searches then share (see dags/tweets_to_kafka.py)
             env["AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL"] = "x_api"
