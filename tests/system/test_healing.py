@@ -109,6 +109,7 @@ def delivered(stream: dict, minutes: list[datetime], bootstrap: str) -> bool:
     return set(minutes) <= done
 
 
+@pytest.mark.timeout(1200)  # with the stack's start-up: five minutes on a busy machine
 def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_delivered_without_a_human(
     stack, simulator, limited_x_api, outage_broker, kafka
 ):
