@@ -270,8 +270,10 @@ class AirflowStack:
 
     # Talking to it
 
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        """Run `airflow <args>` against this stack and return its stdout; raise with its output on failure."""
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        """Run `airflow <args>` against this stack and return its stdout; raise with its output on failure. The
+        bound is for a command that hangs: on a busy machine one takes minutes (`tasks clear` and `backfill
+        create` went past 120 s)."""
         result = subprocess.run(
             [str(BIN / "airflow"), *args],
             env=self.env,
