@@ -1,23 +1,43 @@
 """Every stream of the stream file (include/streams.yaml) as a DAG: the tweets of its X query, minute by
-minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it."""
+minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it, and the DAG of its name says
+why and fails its runs at once."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, conf, get_parsing_context, task
+from airflow.sdk import (
+    DAG,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    SyncCallback,
+    conf,
+    get_parsing_context,
+    task,
+)
 
 from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator
 from include.records import RECORD_FORMATS
-from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
-from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
+from include.streams import (
+    KAFKA_TOPIC,
+    LOG_LATE_WINDOW,
+    MAX_QUERY_LENGTH,
+    Stream,
+    StreamFileError,
+    Streams,
+    read_streams,
+)
+from twitter_provider.timetables import WINDOW, SearchableMinuteTimetable, search_horizon
 
 log = logging.getLogger(__name__)
 # The pool that bounds concurrent X API searches of all streams, where the deployment created one (make run,
 # docker-compose: `x_api`). Without it, each stream makes at most SEARCHES_PER_STREAM searches at once.
 X_API_POOL = conf.get("tweets_to_kafka", "x_api_pool", fallback="") or None
 SEARCHES_PER_STREAM = 2
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+TAGS = ["x-api", "kafka", "ingestion"]
 DOC = """### {name}
 
 Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
@@ -38,7 +58,19 @@ beyond the search's 7-day reach are reported by the first run after them. When f
 
 Records are JSON (`record_format=json`) or the Lambda Architecture seed's `;` line (`seed`).
 A run either delivers every tweet of its window or fails, and a retry or rerun writes the same keys.
-Manual runs may override `query`, `topic` and `record_format` in their conf."""
+Manual runs may override `query`, `topic` and `record_format` in their conf.
+
+The **Coverage** tab shows every minute of the stream: delivered, late, failed or missing. A window not
+delivered `late_after_minutes` ({late_after_minutes}) after it became searchable fires the late alert once."""
+BROKEN_DOC = """### {name}: not running
+
+The entry `{name}` of the stream file `{path}` is not valid, so this stream delivers nothing until it is fixed:
+
+{problems}
+
+Fix the entry and save the file: at its next parse this DAG gets its schedule back, and the minutes missed
+meanwhile run then, oldest first. Until then no run is scheduled, and a run already queued or triggered
+fails at once with this message."""
 
 
 def stream_dag(stream: Stream, streams: Streams) -> DAG:
@@ -46,11 +78,15 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
     schedule = SearchableMinuteTimetable(
         settle=stream.settle, look_back=stream.look_back_minutes, horizon=search_horizon()
     )
+    late_alert = streams.late_alert
+    defaults = (
+        {"late_after_minutes": stream.late_after_minutes} if late_alert.callback == LOG_LATE_WINDOW else {}
+    )
     with (
         DAG(
             dag_id=stream.name,
             schedule=schedule,
-            start_date=datetime(2026, 1, 1, tzinfo=UTC),
+            start_date=START_DATE,
             catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
             max_active_runs=4,
             # No dagrun_timeout: it would cut a run off mid-try. Each try is bounded (execution_timeout, the
@@ -79,8 +115,16 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
                     description="json: one JSON object per tweet; seed: the seed's ';' line",
                 ),
             },
-            tags=["x-api", "kafka", "ingestion", f"stream:{stream.name}"],
+            tags=[*TAGS, f"stream:{stream.name}"],
             doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
+            # Its window's late alert: the deadline is met when the run succeeds, and missed (the callback runs,
+            # once) when it has not `late_after` after the window became searchable; a failed run misses it.
+            deadline=DeadlineAlert(
+                reference=DeadlineReference.DAGRUN_LOGICAL_DATE,  # the window's start
+                interval=WINDOW + stream.settle + stream.late_after,
+                callback=SyncCallback(late_alert.callback, kwargs={**defaults, **late_alert.kwargs}),
+                name="late window",
+            ),
         ) as stream_dag
     ):
         tweets_to_kafka(stream, schedule, streams.budget_warning(stream), streams.delivery_ledger_topic)
@@ -110,11 +154,22 @@ def tweets_to_kafka(
         if budget_warning:
             log.warning("%s", budget_warning)
         start, end = windows.run_window(context)
+        query, topic = context["params"]["query"], context["params"]["topic"]
+        log.info("Window [%s, %s): query %r, to topic %r", _iso(start), _iso(end), query, topic)
+        if query != stream.query and topic == stream.topic:
+            log.warning(
+                "This run searches %r, not the stream's query %r, yet writes to the stream's own topic %r: its "
+                'posts land among the stream\'s. To keep them apart, give the run a topic of its own ("topic" '
+                "in its conf)",
+                query,
+                stream.query,
+                topic,
+            )
         unreachable = windows.unreachable_before(context, start, schedule)  # reported before any skip
         windows.wait_until_searchable(end, schedule)
         hook = TwitterHook(stream.twitter_conn_id)
         try:
-            tweets = hook.search_window(context["params"]["query"], start, end, horizon=schedule.horizon)
+            tweets = hook.search_window(query, start, end, horizon=schedule.horizon)
         except BeyondSearchHorizon as beyond:
             windows.skip_beyond_horizon(start, end, beyond)
         log.info(
@@ -138,6 +193,38 @@ def tweets_to_kafka(
     )
 
 
+def broken_stream_dag(name: str, problems: list[str], streams: Streams) -> DAG:
+    """The DAG of a stream whose entry is bad: no schedule, its problems on its page, and tasks that fail at once
+    saying why, so that a run queued before the entry broke ends instead of waiting for a DAG that is gone."""
+    message = f"Stream {name!r} is not running, its entry is not valid: " + "; ".join(problems)
+
+    def refuse() -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        raise AirflowFailException(message)
+
+    with DAG(
+        dag_id=name,
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        description=f"Not running: {problems[0].split(': ', 1)[-1]}",
+        tags=[*TAGS, f"stream:{name}", "broken"],
+        doc_md=BROKEN_DOC.format(
+            name=name, path=streams.path, problems="\n".join(f"- `{problem}`" for problem in problems)
+        ),
+    ) as broken:
+        (
+            task(refuse, task_id="fetch_tweets", retries=0)()
+            >> task(refuse, task_id="produce_tweets", retries=0)()
+        )
+    return broken
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 try:
     STREAMS = read_streams()
 except StreamFileError:
@@ -148,3 +235,6 @@ _running = get_parsing_context().dag_id
 for _stream in STREAMS.streams if STREAMS else ():
     if _running in (None, _stream.name):
         stream_dag(_stream, STREAMS)
+for _name, _problems in STREAMS.broken.items() if STREAMS else ():
+    if _running in (None, _name):
+        broken_stream_dag(_name, _problems, STREAMS)

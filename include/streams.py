@@ -4,6 +4,7 @@ query goes to which Kafka topic, each stream one DAG. Reading it is cheap (YAML 
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ STREAM_FILE_SETTING = "TWEETS_TO_KAFKA_STREAMS"  # env: another stream file, e.g
 REQUESTS_PER_STREAM = 15  # per 15 minutes: one search a minute, more for minutes of over 100 tweets
 KAFKA_TOPIC = r"^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$"  # Kafka's legal topic names
 MAX_QUERY_LENGTH = 512  # the X API's limit for recent search (self-serve access)
+DAG_ID = r"^[a-zA-Z0-9_.-]{1,200}$"  # a stream's name is its DAG's id
+LOG_LATE_WINDOW = "include.alerts.log_late_window"  # the late alert's default: a line in the callback's log
 
 
 class Stream(BaseModel):
@@ -28,7 +31,7 @@ class Stream(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,200}$")]  # the DAG id
+    name: Annotated[str, Field(pattern=DAG_ID)]
     query: Annotated[str, Field(pattern=r"\S", max_length=MAX_QUERY_LENGTH)]
     topic: Annotated[str, Field(pattern=KAFKA_TOPIC)]
     record_format: Literal["json", "seed"] = "json"
@@ -40,10 +43,26 @@ class Stream(BaseModel):
     retry_delay_seconds: Annotated[float, Field(gt=0)] = 20  # the first; it doubles, at most 10 minutes
     twitter_conn_id: str = "twitter_default"
     kafka_conn_id: str = "kafka_default"
+    late_after_minutes: Annotated[int, Field(ge=1)] = 10
 
     @property
     def settle(self) -> timedelta:
         return timedelta(seconds=self.settle_seconds)
+
+    @property
+    def late_after(self) -> timedelta:
+        """How long after a window is searchable its delivery counts as late, and its alert fires."""
+        return timedelta(minutes=self.late_after_minutes)
+
+
+class LateAlert(BaseModel):
+    """What a window's late alert calls: a function or a notifier class (e.g. a provider's Slack notifier) by
+    its import path, with these keyword arguments and Airflow's context."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    callback: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$")] = LOG_LATE_WINDOW
+    kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
 class _FileSettings(BaseModel):
@@ -52,6 +71,7 @@ class _FileSettings(BaseModel):
     rate_limit_per_15_minutes: Annotated[int, Field(gt=0)] = 450  # X's Pro tier
     delivery_ledger_topic: Annotated[str, Field(pattern=KAFKA_TOPIC)] = LEDGER_TOPIC
     healing_interval_minutes: Annotated[int, Field(gt=0)] = 5
+    late_alert: LateAlert = LateAlert()
     streams: Annotated[list[Any], Field(min_length=1)]
 
 
@@ -61,14 +81,17 @@ class StreamFileError(ValueError):
 
 @dataclass
 class Streams:
-    """What a stream file declares: its valid streams, and a problem line for every bad entry."""
+    """What a stream file declares: its valid streams, and a problem line for every bad entry; `broken` holds the
+    problems of each bad entry by its name, where it has a name no valid stream has (its DAG reports them)."""
 
     path: Path
     rate_limit_per_15_minutes: int
     delivery_ledger_topic: str = LEDGER_TOPIC
     healing_interval_minutes: int = 5
+    late_alert: LateAlert = field(default_factory=LateAlert)
     streams: list[Stream] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    broken: dict[str, list[str]] = field(default_factory=dict)
 
     def budget_warning(self, stream: Stream) -> str | None:
         """Why the streams on `stream`'s X connection cannot all fit its app's rate limit, or None."""
@@ -111,6 +134,7 @@ def read_streams(path: Path | None = None) -> Streams:
         settings.rate_limit_per_15_minutes,
         settings.delivery_ledger_topic,
         settings.healing_interval_minutes,
+        settings.late_alert,
     )
     for index, entry in enumerate(settings.streams, start=1):
         label = entry.get("name") if isinstance(entry, dict) else None
@@ -118,19 +142,27 @@ def read_streams(path: Path | None = None) -> Streams:
         try:
             stream = Stream.model_validate(entry)
         except ValidationError as error:
-            streams.problems += [f"{where}: {problem}" for problem in _problems(error, Stream.model_fields)]
+            problems = [f"{where}: {problem}" for problem in _problems(error, Stream.model_fields)]
+            streams.problems += problems
+            if isinstance(label, str) and re.fullmatch(DAG_ID, label):
+                streams.broken.setdefault(label, []).extend(problems)
             continue
         taken = Counter()
         for other in streams.streams:
             taken.update({("name", other.name), ("topic", other.topic)})
         clashes = [key for key in ("name", "topic") if taken[(key, getattr(stream, key))]]
         for key in clashes:
-            streams.problems.append(
+            problem = (
                 f"{where}: {key}: {getattr(stream, key)!r} is already the {key} of an earlier stream; each "
                 f"stream needs its own"
             )
+            streams.problems.append(problem)
+            if "name" not in clashes:
+                streams.broken.setdefault(stream.name, []).append(problem)
         if not clashes:
             streams.streams.append(stream)
+    for stream in streams.streams:  # a later valid entry of the same name is that DAG
+        streams.broken.pop(stream.name, None)
     return streams
 
 

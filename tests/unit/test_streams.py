@@ -1,5 +1,6 @@
 """The stream file: each valid stream becomes a DAG with its settings; each bad entry is left out and named,
-with its file, stream and field, in the import error a user sees; the rate budget warns when it is short."""
+with its file, stream and field, in the import error a user sees and on its own DAG's page, whose runs fail at
+once saying why; the rate budget warns when it is short."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from datetime import timedelta
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from include.streams import STREAM_FILE_SETTING
 from tests.helpers import ROOT, write_stream_file
@@ -88,7 +90,7 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
         "negative",
     ],
 )
-def test_a_bad_entry_is_named_in_the_import_error_and_the_other_streams_stay(
+def test_a_bad_entry_is_named_in_the_import_error_and_on_its_own_dag_and_the_other_streams_stay(
     monkeypatch, tmp_path, bad_entry, message
 ):
     path = write_stream_file(tmp_path / "streams.yaml", APPLE, bad_entry)
@@ -96,7 +98,16 @@ def test_a_bad_entry_is_named_in_the_import_error_and_the_other_streams_stay(
     bag = parse(monkeypatch, path)
 
     assert f"{path}: {message}" in import_error(bag)
-    assert list(bag.dags) == ["apple"]
+    assert "broken" not in bag.dags["apple"].tags and bag.dags["apple"].get_task("produce_tweets").topic
+    if bad_entry["name"] == "apple":  # the name is the earlier stream's: no DAG of its own
+        assert list(bag.dags) == ["apple"]
+        return
+    broken = bag.dags["french"]
+    assert "broken" in broken.tags and broken.schedule is None
+    assert f"{path}: {message}" in broken.doc_md and message.split(": ", 2)[-1][:30] in broken.description
+    for task_id in ("fetch_tweets", "produce_tweets"):
+        with pytest.raises(AirflowFailException, match="Stream 'french' is not running, its entry is not valid: "):
+            broken.get_task(task_id).python_callable()
 
 
 @pytest.mark.parametrize(
