@@ -27,7 +27,9 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt plugins/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt -r requirements-dev.txt -c constraints.txt
+	@echo "Installing the pinned requirements into $(VENV)/ (a few minutes the first time; pip's progress follows)"
+	set -o pipefail; $(BIN)/pip install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
+		-c constraints.txt | { grep --line-buffered -E '^(Collecting|Installing|Successfully)' || true; }
 	touch $@
 
 lint: install

@@ -107,6 +107,7 @@ def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
         pools={"x_api": int(os.environ.get("X_API_POOL_SLOTS", "2"))},
         schedule_runs=True,
         parallelism=8,
+        progress=lambda line: print(line, flush=True),
     )
     return broker, simulator, stack
 

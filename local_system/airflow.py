@@ -41,6 +41,11 @@ ADMIN = "admin"
 # Extra keys Airflow does not mask by itself: an inline private key and an OAUTHBEARER config (which may hold a
 # client secret). Airflow compares each name with the extra's key after turning non-word characters into "_".
 SENSITIVE_CONN_NAMES = "ssl_key_pem,sasl_oauthbearer_config"
+# Where a user meets the Test button's Airflow 3.3.2 limitation: the connection's description, in its row and form.
+TEST_BUTTON = (
+    "Test it with the Test Connection button of its row in Admin > Connections (the edit form has none); it works "
+    "because the connection has port 0 (docs/operating.md, Connections)"
+)
 
 
 class AirflowError(ServiceError):
@@ -64,11 +69,13 @@ def project_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]
 def connections(x_api_url: str | None, bearer_token: str, kafka_config: dict[str, Any]) -> dict[str, dict]:
     """`twitter_default` at the X API (the simulator's URL, or None for the real one) and `kafka_default`
     with the producer config `kafka_config`, as AirflowStack's `connections` takes them."""
-    # port 0: the UI's Test button sends port 0 for a connection without one (Airflow 3.3.2)
-    twitter = {"conn_type": "twitter", "password": bearer_token, "port": 0}
+    # port 0: the UI's Test button sends port 0 for a connection without one, and Airflow 3.3.2's API refuses to
+    # test a stored connection with another port than its own ("Bad Request")
+    twitter = {"conn_type": "twitter", "password": bearer_token, "port": 0, "description": TEST_BUTTON}
     if x_api_url:
         twitter["host"] = x_api_url
-    return {"twitter_default": twitter, "kafka_default": {"conn_type": "kafka", "extra": kafka_config}}
+    kafka = {"conn_type": "kafka", "extra": kafka_config, "port": 0, "description": TEST_BUTTON}
+    return {"twitter_default": twitter, "kafka_default": kafka}
 
 
 class AirflowComponent(Service):
@@ -114,6 +121,7 @@ class AirflowStack:
         None: LocalExecutor, tasks run as the scheduler's children
     :param triggerer: whether to run a triggerer too
     :param dag_id: the DAG that start() waits for and unpauses (one of the stream file's)
+    :param progress: called with a line for each step of a start (make run prints them)
     """
 
     home: Path
@@ -129,6 +137,7 @@ class AirflowStack:
     celery_workers: int = 2
     triggerer: bool = False
     dag_id: str = DAG_ID
+    progress: Callable[[str], None] = lambda line: None
     processes: dict[str, AirflowComponent] = field(default_factory=dict, init=False)
     _token: str | None = field(default=None, init=False)
 
@@ -219,6 +228,7 @@ class AirflowStack:
             for port in (self.port, self.port + 1):
                 if port_taken(port):
                     raise AirflowError(f"port {port} of Airflow is taken by another process; set its port")
+        self.progress("  migrating Airflow's database (about a minute the first time)")
         self.cli("db", "migrate", timeout=300)
         if self.database is None:
             with sqlite3.connect(
@@ -226,13 +236,16 @@ class AirflowStack:
             ) as db:  # readers and the writer stop blocking each other
                 db.execute("PRAGMA journal_mode=WAL")
         try:
+            self.progress(f"  starting {', '.join(self.processes)}; waiting for the api-server on {self.url}")
             for process in self.processes.values():
                 process.launch()
             self._wait_until_healthy(timeout)
+            self.progress(f"  storing the connections {', '.join(self.connections) or '(none)'}")
             for conn_id, fields in self.connections.items():
                 self.set_connection(conn_id, **fields)
             for name, slots in self.pools.items():
                 self.set_pool(name, slots)
+            self.progress(f"  waiting for the dag-processor to parse {self.dag_id}")
             self.wait_until(
                 lambda: self.dag_is_parsed(self.dag_id), timeout, f"the dag-processor to parse {self.dag_id}"
             )

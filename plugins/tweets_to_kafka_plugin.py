@@ -99,7 +99,8 @@ def _window(dag_run) -> str:
 
 
 def _minutes(duration: timedelta) -> str:
-    return f"{duration.total_seconds() / 60:.0f} min"
+    seconds = duration.total_seconds()
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 class CoverageApp:

@@ -106,7 +106,9 @@ def test_a_bad_entry_is_named_in_the_import_error_and_on_its_own_dag_and_the_oth
     assert "broken" in broken.tags and broken.schedule is None
     assert f"{path}: {message}" in broken.doc_md and message.split(": ", 2)[-1][:30] in broken.description
     for task_id in ("fetch_tweets", "produce_tweets"):
-        with pytest.raises(AirflowFailException, match="Stream 'french' is not running, its entry is not valid: "):
+        with pytest.raises(
+            AirflowFailException, match="Stream 'french' is not running, its entry is not valid: "
+        ):
             broken.get_task(task_id).python_callable()
 
 
