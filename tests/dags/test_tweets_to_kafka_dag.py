@@ -86,3 +86,43 @@ def test_parsing_the_dag_file_does_not_import_tweepy():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_each_window_has_a_late_alert_due_late_after_minutes_after_it_is_searchable(monkeypatch):
+    """The deadline of each run: its window's start + one minute + settle_seconds + late_after_minutes (10 by
+    default); missed, it calls the default callback, which logs (left out under dag.test: see tests/conftest.py)."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import DeadlineReference
+
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__LATE_ALERTS", "True")
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"]
+
+    (alert,) = dag.deadline
+    assert alert.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert alert.interval == timedelta(minutes=1, seconds=30) + timedelta(minutes=10)
+    assert (alert.callback.path, alert.callback.kwargs) == (
+        "include.alerts.log_late_window",
+        {"late_after_minutes": 10},
+    )
+
+
+def test_the_default_late_alert_logs_the_stream_the_window_and_its_runs_state(caplog):
+    """Called as Airflow calls a deadline's callback: with the run as the REST API shows it."""
+    from include.alerts import log_late_window
+
+    run = {
+        "dag_id": "tweets_to_kafka",
+        "dag_run_id": "scheduled__2026-12-01T20:20--20:21Z",
+        "logical_date": "2026-12-01T20:20:00Z",
+        "state": "running",
+        "conf": {},
+    }
+
+    with caplog.at_level("WARNING"):
+        message = log_late_window({"dag_run": run, "deadline": {}}, late_after_minutes=10)
+
+    assert message == (
+        "Late window: stream 'tweets_to_kafka', window [2026-12-01T20:20Z, 20:21Z) is not delivered 10 minutes after "
+        "it became searchable; its run 'scheduled__2026-12-01T20:20--20:21Z' is running"
+    )
+    assert message in caplog.messages

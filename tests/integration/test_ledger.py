@@ -122,3 +122,29 @@ def test_a_window_writes_its_entry_in_its_own_transaction(simulator, topic):
     assert delivered.transactional_id == "tweets-to-kafka:tweets_to_kafka"
     assert delivered.searchable_at == end + timedelta(seconds=30)
     assert began < delivered.committed_at < datetime.now(UTC)
+
+
+def test_the_coverage_view_reads_the_committed_entries_and_follows_new_ones(ledger_topic):
+    """The Coverage pages' reader: from the beginning, committed entries only (an aborted one never shows), then
+    each new entry as it commits; a second delivery of a window replaces the first and is counted."""
+    from include.coverage import LedgerView
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    first, second = now - timedelta(minutes=3), now - timedelta(minutes=2)
+    write(ledger_topic, entry(start=first))
+    write(ledger_topic, entry(start=second), commit=False)
+    view = LedgerView("kafka_default", ledger_topic, config={"bootstrap.servers": BOOTSTRAP}).start()
+    try:
+        assert view.caught_up.wait(60), view.error
+        assert list(view.entries("tweets_to_kafka", first, now)) == [first]
+
+        write(ledger_topic, entry(start=second), entry(start=first, clear_number=1))
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while len(view.entries("tweets_to_kafka", first, now)) < 2 and datetime.now(UTC) < deadline:
+            view.caught_up.wait(0.2)
+        entries = view.entries("tweets_to_kafka", first, now)
+        assert sorted(entries) == [first, second]
+        (again,) = entries[first]
+        assert (again.deliveries, again.clear_number, again.records) == (2, 1, 40)
+    finally:
+        view.stop()

@@ -23,6 +23,7 @@ from tests.helpers import (
     read_topic,
     run_dag,
     set_connection,
+    x_api_time,
 )
 
 pytestmark = pytest.mark.usefixtures("connections")
@@ -295,3 +296,23 @@ def test_airflow_dags_test_from_the_readme_never_logs_the_token_at_debug(simulat
     leaks = [line for line in output.splitlines() if simulator.bearer_token in line]
     assert all("Sending request" in line and "MaskSecret(value=" in line for line in leaks), leaks
     assert {key for key, _ in read_topic(topic)} == expected_records(simulator, start, end).keys()
+
+
+def test_a_run_with_another_query_logs_it_and_warns_when_it_writes_to_the_streams_own_topic(
+    simulator, capfd, caplog
+):
+    """A manual run's conf may change the query; its fetch_tweets log names the query and the topic it used, and
+    warns that a test query's posts land in the stream's production topic when the topic was left as it is."""
+    start, _ = past_window(17)
+
+    assert run_dag(start, query="iPhone lang:fr") == {"fetch_tweets": "success", "produce_tweets": "success"}
+
+    logged = capfd.readouterr().out + caplog.text
+    assert (
+        f"Window [{x_api_time(start)}, " in logged
+        and "query 'iPhone lang:fr', to topic 'tweets-lambda1'" in logged
+    )
+    assert (
+        "This run searches 'iPhone lang:fr', not the stream's query 'Apple OR iphone OR iPhone', yet writes to the "
+        "stream's own topic 'tweets-lambda1'"
+    ) in logged

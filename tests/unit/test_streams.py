@@ -190,3 +190,20 @@ def test_a_task_process_builds_only_its_own_streams_dag(monkeypatch, tmp_path):
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "french")
 
     assert list(parse(monkeypatch, path).dags) == ["french"]
+
+
+def test_the_late_alert_goes_where_the_stream_file_says_with_its_arguments(monkeypatch, tmp_path):
+    """E.g. the Slack provider's notifier; each stream's deadline falls late_after_minutes after searchable."""
+    slack = "airflow.providers.slack.notifications.slack_webhook.SlackWebhookNotifier"
+    kwargs = {"slack_webhook_conn_id": "slack_alerts", "text": "{{ dag_run.dag_id }} is late"}
+    path = write_stream_file(
+        tmp_path / "streams.yaml",
+        {**APPLE, "late_after_minutes": 3},
+        late_alert={"callback": slack, "kwargs": kwargs},
+    )
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__LATE_ALERTS", "True")
+
+    (alert,) = parse(monkeypatch, path).dags["apple"].deadline
+
+    assert (alert.callback.path, alert.callback.kwargs) == (slack, kwargs)
+    assert alert.interval == timedelta(minutes=1, seconds=30) + timedelta(minutes=3)
