@@ -44,7 +44,7 @@ class State(StrEnum):
 
     DELIVERED = "delivered"
     LATE = "late"  # delivered, but more than the stream's late_after_minutes after it became searchable
-    REDELIVERED = "re-delivered"  # delivered again by a cleared run or another run of the minute
+    REDELIVERED = "re-delivered"  # delivered again (a cleared run that had delivered, or another run of the minute)
     RUNNING = "running"  # its run is queued or running, nothing delivered yet
     FAILED = "failed"  # its run failed, nothing delivered
     MISSING = "missing"  # searchable, but no run yet
@@ -150,7 +150,7 @@ def classify(
     """Set the minute's state, and what the ledger and Airflow disagree about, from its entry and runs."""
     entry, run = minute.entry, minute.run
     if entry is not None:
-        if entry.deliveries > 1 or entry.clear_number > 0:
+        if entry.deliveries > 1:
             minute.state = State.REDELIVERED
         elif entry.freshness > stream.late_after:
             minute.state = State.LATE

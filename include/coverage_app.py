@@ -51,7 +51,7 @@ COLOURS = {
 MEANINGS = {
     State.DELIVERED: "in Kafka, within the stream's late threshold of becoming searchable",
     State.LATE: "in Kafka, but later than the stream's late_after_minutes after becoming searchable",
-    State.REDELIVERED: "in Kafka more than once (a cleared run, or another run of the minute)",
+    State.REDELIVERED: "in Kafka more than once (a cleared run that had delivered, or another run of the minute)",
     State.RUNNING: "its run is queued or running",
     State.FAILED: "its run failed; nothing in Kafka",
     State.MISSING: "searchable, but no run yet",

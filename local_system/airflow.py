@@ -24,7 +24,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -255,13 +255,24 @@ class AirflowStack:
             raise
         return self
 
-    def resume(self, timeout: float = 240) -> AirflowStack:
+    def resume(self, timeout: float = 240, only: Collection[str] | None = None) -> AirflowStack:
         """Start the components again after kill(), as a host that comes back does: on the database as it
-        is, with nothing migrated or stored; return when the scheduler heartbeats."""
-        self.processes = self._components()
+        is, with nothing migrated or stored; return when the scheduler heartbeats. `only`: start just these
+        components (e.g. the api-server, to see the UI while the scheduler is down) and return when the api-server
+        answers, if it is one of them; a later resume() starts the others."""
+        components = self._components()
+        self.processes = {
+            name: process for name, process in components.items() if only is None or name in only
+        }
         for process in self.processes.values():
-            process.launch()
-        self._wait_until_healthy(timeout)
+            if not process.running:
+                process.launch()
+        if only is None:
+            self._wait_until_healthy(timeout)
+        elif "api-server" in only:
+            self.wait_until(
+                lambda: self._health() is not None, timeout, f"the api-server on {self.url} to answer"
+            )
         return self
 
     def stop(self) -> list[str]:
@@ -304,8 +315,12 @@ class AirflowStack:
     @property
     def admin_password(self) -> str:
         """The generated password of the user `admin` (SimpleAuthManager)."""
+        return self.password(ADMIN)
+
+    def password(self, user: str) -> str:
+        """The generated password of a SimpleAuthManager user (`[core] simple_auth_manager_users`)."""
         passwords = json.loads((self.home / "simple_auth_manager_passwords.json.generated").read_text())
-        return passwords[ADMIN]
+        return passwords[user]
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """Call the REST API as `admin`; return the JSON answer, raise AirflowError on an error status."""
@@ -484,12 +499,16 @@ class AirflowStack:
 
     # Inside
 
+    def _health(self) -> dict[str, Any] | None:
+        """The api-server's health report, or None while it does not answer."""
+        try:
+            return requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
+        except (requests.RequestException, ValueError):
+            return None
+
     def _wait_until_healthy(self, timeout: float) -> None:
         def healthy() -> bool:
-            try:
-                health = requests.get(f"{self.url}/api/v2/monitor/health", timeout=5).json()
-            except (requests.RequestException, ValueError):
-                return False
+            health = self._health() or {}
             return all(
                 health.get(part, {}).get("status") == "healthy" for part in ("scheduler", "dag_processor")
             )

@@ -144,3 +144,20 @@ def run_dag(window_start: datetime, retries: int | None = None, **conf) -> dict[
     with create_session() as session:
         instances = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run.run_id))
         return {ti.task_id: ti.state for ti in instances}
+
+
+def late_alerts(stack, dag_id: str) -> list[str]:
+    """What the default late alert logged for a stack's DAG: one line per alert, in the logs of the callbacks its
+    deadlines ran (AIRFLOW_HOME/logs/executor_callbacks/<dag>/<run>/<callback>)."""
+    alerts = []
+    for path in sorted((stack.home / "logs" / "executor_callbacks" / dag_id).glob("*/*")):
+        for line in path.read_text().splitlines():
+            event = json.loads(line).get("event", "")
+            if event.startswith("Late window: "):
+                alerts.append(event)
+    return alerts
+
+
+def window_text(start: datetime) -> str:
+    """How the late alert names a window, e.g. `window [2026-12-01T20:20Z,`."""
+    return f"window [{start:%Y-%m-%dT%H:%MZ},"

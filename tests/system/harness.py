@@ -6,7 +6,7 @@ Fixtures (imported by tests/conftest.py, so any test can ask for them):
 - `airflow_stack`: one `AirflowStack` for the session on `TEST_AIRFLOW_PORT` (default 19080; the
   worker log server takes the next port), with `twitter_default` at `x_api`, `kafka_default` at
   the test broker, the `x_api` pool of one slot, the DAG unpaused and the scheduler's own schedule
-  off (only backfills, triggers and clears make runs). Its home, with each component's log, is
+  off (only backfills, triggers and clears make runs); besides `admin`, a user `outsider` who may read no DAG. Its home, with each component's log, is
   kept in `.artifacts/airflow-system-<port>/` for reading after a failure.
 """
 
@@ -18,6 +18,7 @@ import pytest
 
 from local_system import DAG_ID, AirflowError, AirflowStack, XApiSimulator, connections
 from tests.helpers import KAFKA_CONFIG, ROOT
+from tests.ui.auth import SETTINGS as OUTSIDER_SETTINGS
 
 __all__ = ["DAG_ID", "AirflowError", "AirflowStack", "airflow_stack", "x_api", "x_api_server"]
 
@@ -65,8 +66,9 @@ def airflow_stack(kafka, x_api_server):
         port=TEST_AIRFLOW_PORT,
         connections=connections(x_api_server.url, x_api_server.bearer_token, KAFKA_CONFIG),
         pools={"x_api": 1},
-        # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5.
-        settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60"},
+        # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5. The user
+        # `outsider` may read no DAG (tests/ui/auth.py).
+        settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60", **OUTSIDER_SETTINGS},
     )
     with stack:
         yield stack
