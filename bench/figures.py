@@ -62,6 +62,12 @@ FIGURES = (
         lambda v: v <= 1.3,
     ),
     Figure(
+        "coverage_page_vs_grid",
+        "Stream coverage page, 30 streams x 7 days / Airflow's grid, one stream's 1,440 runs",
+        "<= 1",
+        lambda v: v <= 1,
+    ),
+    Figure(
         "fetch_memory_growth_vs_records",
         "fetch_tweets memory growth / records growth",
         "<= 1",

@@ -6,7 +6,7 @@ bench/results.json and bench/results.png.
 --quick runs fewer records and repetitions and writes to .artifacts/bench/ instead (a smoke run).
 --only runs the named sections and updates their figures in the existing results.
 Ports: BENCH_KAFKA_PORT (19492, its controller the next port), BENCH_X_SIM_PORT (18499), and
-BENCH_AIRFLOW_PORT (19580, and the next) for the Airflow of the schedule and streams sections.
+BENCH_AIRFLOW_PORT (19580, and the next) for the Airflow of the schedule, streams and coverage sections.
 BENCH_STREAM_COUNTS (1,5,10,20,30): the stream counts the streams section measures.
 """
 
@@ -27,8 +27,26 @@ from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
-FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12, "streams": 3}
-QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1, "schedule": 3, "streams": 2}
+FULL = {
+    "records": 100_000,
+    "produce": 7,
+    "fetch": 9,
+    "parse": 7,
+    "dag_run": 3,
+    "schedule": 12,
+    "streams": 3,
+    "coverage": 7,
+}
+QUICK = {
+    "records": 10_000,
+    "produce": 1,
+    "fetch": 2,
+    "parse": 2,
+    "dag_run": 1,
+    "schedule": 3,
+    "streams": 2,
+    "coverage": 3,
+}
 SECTIONS = (
     "requests",
     "fetch",
@@ -39,6 +57,7 @@ SECTIONS = (
     "dag_run",
     "schedule",
     "streams",
+    "coverage",
 )
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
 # The figures results.json leads with, from each section's results.
@@ -57,12 +76,13 @@ HEADLINES = {
         "transactional_ids_per_stream_day",
     ),
     "streams": ("streams_within_freshness",),
+    "coverage": ("coverage_page_ms", "coverage_page_vs_grid"),
 }
 
 
 def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
     """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
-    from bench import dag_run, fetch, memory, parse, produce, schedule, streams
+    from bench import coverage, dag_run, fetch, memory, parse, produce, schedule, streams
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -102,6 +122,7 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
         section("schedule", schedule.run, settings["schedule"], log_dir)
         section("streams", streams.run, STREAM_COUNTS, settings["streams"], log_dir)
+        section("coverage", coverage.run, settings["coverage"], log_dir)
     headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
     if "memory" in results:
         growth = results["memory"]["growth_vs_records"]

@@ -44,7 +44,7 @@ class State(StrEnum):
 
     DELIVERED = "delivered"
     LATE = "late"  # delivered, but more than the stream's late_after_minutes after it became searchable
-    REDELIVERED = "re-delivered"  # delivered again (a cleared run that had delivered, or another run of the minute)
+    REDELIVERED = "re-delivered"  # delivered again (by a cleared run, or another run of the minute)
     RUNNING = "running"  # its run is queued or running, nothing delivered yet
     FAILED = "failed"  # its run failed, nothing delivered
     MISSING = "missing"  # searchable, but no run yet

@@ -139,6 +139,7 @@ def start() -> None:
 Running. The DAG {DAG_ID} is unpaused: each minute gets a run, 30 s after it ends, from the current one on.
   Airflow UI   {stack.url}   user: admin   password: {stack.admin_password}
                (the password is kept in .airflow/simple_auth_manager_passwords.json.generated)
+  Coverage     {stack.url}/dags/{DAG_ID}/plugin/coverage   every minute at a glance
   Kafka        {broker.bootstrap}   topic: tweets-lambda1{secured}
   X API        {x_api}
 Watch records arrive:  make tail     Stop everything:  make stop (or Ctrl-C here)""",

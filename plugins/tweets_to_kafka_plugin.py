@@ -4,8 +4,8 @@
   fails to load with TimetableNotRegistered);
 - its listeners import the modules of the DAG file and its tasks into the Airflow components that fork them, so that
   no task imports them again, and note on a stream's scheduled run when it was a catch-up run or delivered late;
-- adds the Coverage pages to the UI: a Coverage tab on every DAG's page and a Stream coverage page in the
-  navigation, served by include/coverage_app.py on the API server (built on its first request, so that no other
+- adds the Coverage pages to the UI: a Coverage tab on every DAG's page and a Coverage page of every stream in
+  the navigation, served by include/coverage_app.py on the API server (built on its first request, so that no other
   component imports it).
 """
 
@@ -128,7 +128,7 @@ class TweetsToKafkaPlugin(AirflowPlugin):
             "url_route": "coverage",
         },
         {
-            "name": "Stream coverage",
+            "name": "Coverage",
             "href": "/coverage/streams",
             "destination": "nav",
             "url_route": "stream-coverage",
