@@ -166,9 +166,10 @@ def classify(
                 f"{entry.try_number}: the window is in Kafka"
             )
         return
+    before = run is None and (first is None or minute.start < first)
     if any(run.state in ("queued", "running") for run in minute.runs):
         minute.state = State.RUNNING
-    elif is_unreachable(minute, now, reachable):
+    elif not before and is_unreachable(minute, now, reachable):
         minute.state = State.UNREACHABLE
     elif run is not None and run.state == "failed":
         minute.state = State.FAILED
@@ -180,7 +181,7 @@ def classify(
         )
     elif minute.searchable_at > now:
         minute.state = State.NOT_DUE
-    elif first is None or minute.start < first:
+    elif before:
         minute.state = State.BEFORE
     else:
         minute.state = State.MISSING

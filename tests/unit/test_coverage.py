@@ -58,10 +58,10 @@ def run(state: str = "success", queued_after: timedelta = timedelta(seconds=2), 
 
 
 def state_of(
-    entry_: Entry | None = None, runs: tuple[Run, ...] = (), start: datetime = START, now: datetime = NOW
+    entry_: Entry | None = None, runs: tuple[Run, ...] = (), start: datetime = START, first: datetime = FIRST
 ) -> Minute:
     minute = Minute(start, start + MINUTE + timedelta(seconds=30), State.MISSING, entry_, list(runs))
-    classify(minute, STREAM, now, FIRST, REACHABLE)
+    classify(minute, STREAM, NOW, first, REACHABLE)
     return minute
 
 
@@ -106,7 +106,10 @@ def test_a_minute_is_coloured_by_its_delivery_then_its_runs(entry_, runs, state)
 def test_minutes_not_searchable_yet_before_the_first_run_or_out_of_reach_without_a_run():
     assert state_of(start=NOW.replace(second=0)).state is State.NOT_DUE
     assert state_of(start=FIRST - MINUTE).state is State.BEFORE
-    assert state_of(start=REACHABLE - MINUTE).state is State.UNREACHABLE
+    assert state_of(start=REACHABLE - MINUTE).state is State.BEFORE, "before the stream began, however old"
+    older_stream = REACHABLE - 60 * MINUTE
+    assert state_of(start=REACHABLE - MINUTE, first=older_stream).state is State.UNREACHABLE
+    assert state_of(start=REACHABLE, first=older_stream).state is State.MISSING
 
 
 def test_where_the_ledger_and_airflow_disagree_the_minute_says_so():
