@@ -187,6 +187,42 @@ def classify(
         minute.state = State.MISSING
 
 
+# The ledger view's tables: each stream's, topic's and minute's latest delivery, and, kept by triggers as deliveries
+# come and go, each hour's deliveries, records and count of each freshness bin (searchable -> committed, to 0.1 s
+# under a minute, 1 s under an hour, 1 minute beyond), so that a stream's figures sum a few hundred rows.
+_BIN = "CASE WHEN {f} < 60000 THEN {f} / 100 * 100 WHEN {f} < 3600000 THEN {f} / 1000 * 1000 ELSE {f} / 60000 * 60000 END"
+_NEW_BIN, _OLD_BIN = (_BIN.format(f=f"{row}.committed - {row}.searchable") for row in ("NEW", "OLD"))
+SCHEMA = f"""
+CREATE TABLE delivery (stream TEXT, topic TEXT, minute INTEGER, records INTEGER, searchable INTEGER, committed INTEGER,
+    run_id TEXT, run_type TEXT, try_number INTEGER, clear_number INTEGER, transactional_id TEXT, deliveries INTEGER,
+    PRIMARY KEY (stream, topic, minute)) WITHOUT ROWID;
+CREATE TABLE hourly (stream TEXT, topic TEXT, hour INTEGER, deliveries INTEGER, records INTEGER,
+    PRIMARY KEY (stream, topic, hour)) WITHOUT ROWID;
+CREATE TABLE freshness (stream TEXT, topic TEXT, hour INTEGER, bin INTEGER, n INTEGER,
+    PRIMARY KEY (stream, topic, hour, bin)) WITHOUT ROWID;
+CREATE TRIGGER delivered AFTER INSERT ON delivery BEGIN
+    INSERT INTO hourly VALUES (NEW.stream, NEW.topic, NEW.minute / 60, 1, NEW.records)
+        ON CONFLICT DO UPDATE SET deliveries = deliveries + 1, records = records + excluded.records;
+    INSERT INTO freshness VALUES (NEW.stream, NEW.topic, NEW.minute / 60, {_NEW_BIN}, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER delivered_again AFTER UPDATE ON delivery BEGIN
+    UPDATE hourly SET records = records - OLD.records + NEW.records
+        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60;
+    UPDATE freshness SET n = n - 1
+        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60 AND bin = {_OLD_BIN};
+    INSERT INTO freshness VALUES (NEW.stream, NEW.topic, NEW.minute / 60, {_NEW_BIN}, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER forgotten AFTER DELETE ON delivery BEGIN
+    UPDATE hourly SET deliveries = deliveries - 1, records = records - OLD.records
+        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60;
+    UPDATE freshness SET n = n - 1
+        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60 AND bin = {_OLD_BIN};
+END;
+"""
+
+
 class LedgerView:
     """
     The delivery ledger of one Kafka connection, kept up to date in memory: a reader thread consumes the ledger
@@ -207,11 +243,7 @@ class LedgerView:
         self.error: str | None = None  # why it cannot read the ledger now (for the API server's log)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.execute(
-            "CREATE TABLE delivery (stream TEXT, topic TEXT, minute INTEGER, records INTEGER, searchable INTEGER, "
-            "committed INTEGER, run_id TEXT, run_type TEXT, try_number INTEGER, clear_number INTEGER, "
-            "transactional_id TEXT, deliveries INTEGER, PRIMARY KEY (stream, topic, minute)) WITHOUT ROWID"
-        )
+        self._db.executescript(SCHEMA)
         self._thread = threading.Thread(target=self._read, name=f"ledger-view-{conn_id}", daemon=True)
         self._stop = threading.Event()
 
@@ -262,8 +294,9 @@ class LedgerView:
                 self.caught_up.set()  # no ledger yet: nothing was delivered
                 self._stop.wait(10)
                 return
-            with self._lock:
-                self._db.execute("DELETE FROM delivery")
+            with self._lock, self._db:
+                for table in ("delivery", "hourly", "freshness"):
+                    self._db.execute(f"DELETE FROM {table}")  # noqa: S608 - the tables' names
                 self.records = 0
             partitions = set(metadata.partitions)
             consumer.assign(
@@ -338,7 +371,9 @@ class LedgerView:
     def _prune(self) -> None:
         oldest = int((datetime.now(UTC) - KEPT).timestamp()) // 60
         with self._lock, self._db:
-            self._db.execute("DELETE FROM delivery WHERE minute < ?", (oldest,))
+            for table, column, value in (("delivery", "minute", oldest), ("hourly", "hour", oldest // 60)):
+                self._db.execute(f"DELETE FROM {table} WHERE {column} < ?", (value,))  # noqa: S608 - names
+            self._db.execute("DELETE FROM freshness WHERE hour < ? OR n = 0", (oldest // 60,))
 
     # Queries
 
@@ -360,50 +395,54 @@ class LedgerView:
         return found
 
     def summaries(self, streams: list[Stream], now: datetime) -> dict[str, dict[str, Any]]:
-        """For each stream, over its own topic: minutes delivered (and late) in the last 24 hours and 7 days, the
-        records and the median and 95th-percentile freshness of the last 24 hours, and the X API requests its
-        deliveries of the last 15 minutes took."""
+        """For each stream, over its own topic: the minutes delivered (and late) in the last 24 and 168 clock hours up
+        to the current one, the records and the median and 95th-percentile freshness (to its bin) of the 24 hours,
+        and the X API requests that its deliveries of the last 15 minutes took. Sums of the hourly tables."""
         if not streams:
             return {}
         own = " UNION ALL ".join(["SELECT ? AS stream, ? AS topic, ? AS late"] * len(streams))
         parameters: list[Any] = []
         for stream in streams:
             parameters += [stream.name, stream.topic, int(stream.late_after.total_seconds() * 1000)]
-        day, week = _minute(now - DAY), _minute(now - WEEK)
-        recent = _ms(now - RATE_LIMIT_WINDOW)
-        rows = self.query(
-            f"""
-            WITH own AS ({own}),
-            mine AS (
-                SELECT d.stream, d.minute, d.records, d.committed - d.searchable AS freshness, own.late,
-                       d.committed
-                FROM delivery d JOIN own ON d.stream = own.stream AND d.topic = own.topic
-                WHERE d.minute >= ?
+        day, week = (_hour(now) - 23, _hour(now) - 24 * 7 + 1)
+        figures: dict[str, dict[str, Any]] = {stream.name: {} for stream in streams}
+        for stream, deliveries, in_day, day_records in self.query(
+            f"""WITH own AS ({own})
+            SELECT h.stream, SUM(h.deliveries), SUM(CASE WHEN h.hour >= ? THEN h.deliveries END),
+                   SUM(CASE WHEN h.hour >= ? THEN h.records END)
+            FROM own JOIN hourly h ON h.stream = own.stream AND h.topic = own.topic AND h.hour >= ?
+            GROUP BY h.stream""",  # noqa: S608 - placeholders only
+            [*parameters, day, day, week],
+        ):
+            figures[stream] |= {"week": deliveries, "day": in_day or 0, "day_records": day_records or 0}
+        for stream, late, median, p95 in self.query(
+            f"""WITH own AS ({own}),
+            bins AS (
+                SELECT f.stream, f.bin, SUM(f.n) AS n, own.late FROM own
+                JOIN freshness f ON f.stream = own.stream AND f.topic = own.topic AND f.hour >= ?
+                GROUP BY f.stream, f.bin
             ),
-            ranked AS (
-                SELECT stream, freshness,
-                       ROW_NUMBER() OVER (PARTITION BY stream ORDER BY freshness) AS rank,
-                       COUNT(*) OVER (PARTITION BY stream) AS total
-                FROM mine WHERE minute >= ?
-            ),
-            percentiles AS (
-                SELECT stream, MIN(CASE WHEN rank >= 0.5 * total THEN freshness END) AS median,
-                       MIN(CASE WHEN rank >= 0.95 * total THEN freshness END) AS p95
-                FROM ranked GROUP BY stream
+            cumulative AS (
+                SELECT stream, bin, n, late, SUM(n) OVER (PARTITION BY stream ORDER BY bin) AS below,
+                       SUM(n) OVER (PARTITION BY stream) AS total
+                FROM bins WHERE n > 0
             )
-            SELECT mine.stream, COUNT(*), SUM(freshness > late),
-                   SUM(minute >= ?), SUM(CASE WHEN minute >= ? THEN freshness > late ELSE 0 END),
-                   SUM(CASE WHEN minute >= ? THEN records ELSE 0 END),
-                   SUM(CASE WHEN committed >= ? THEN MAX(1, (records + {POSTS_PER_REQUEST - 1}) / {POSTS_PER_REQUEST})
-                       ELSE 0 END),
-                   percentiles.median, percentiles.p95
-            FROM mine LEFT JOIN percentiles ON percentiles.stream = mine.stream
-            GROUP BY mine.stream
-            """,  # noqa: S608 - the placeholders only
-            [*parameters, week, day, day, day, day, recent],
-        )
-        keys = ("week", "week_late", "day", "day_late", "day_records", "requests", "median_ms", "p95_ms")
-        return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in rows}
+            SELECT stream, SUM(CASE WHEN bin >= late THEN n ELSE 0 END),
+                   MIN(CASE WHEN below >= 0.5 * total THEN bin END), MIN(CASE WHEN below >= 0.95 * total THEN bin END)
+            FROM cumulative GROUP BY stream""",  # noqa: S608 - placeholders only
+            [*parameters, day],
+        ):
+            figures[stream] |= {"day_late": late, "median_ms": median, "p95_ms": p95}
+        recent = _ms(now - RATE_LIMIT_WINDOW)
+        for stream, requests in self.query(
+            f"""WITH own AS ({own})
+            SELECT d.stream, SUM(MAX(1, (d.records + {POSTS_PER_REQUEST - 1}) / {POSTS_PER_REQUEST}))
+            FROM own JOIN delivery d ON d.stream = own.stream AND d.topic = own.topic AND d.minute >= ?
+            WHERE d.committed >= ? GROUP BY d.stream""",  # noqa: S608 - placeholders only
+            [*parameters, _minute(now - DAY), recent],
+        ):
+            figures[stream]["requests"] = requests
+        return figures
 
 
 _views: dict[tuple[str, str], LedgerView] = {}
@@ -602,7 +641,9 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
 
     chosen = [stream for stream in streams.streams if stream.name in names]
     dag_ids = [stream.name for stream in chosen]
-    day, week = now - DAY, now - WEEK
+    # the 24 and 168 clock hours up to the current one, as the ledger view sums its hourly tables
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    day, week = hour - DAY + timedelta(hours=1), hour - WEEK + timedelta(hours=1)
     firsts = first_windows(session, dag_ids)
     runs_day: dict[str, dict[str, int]] = defaultdict(dict)
     for dag_id, state, count in session.execute(
@@ -657,8 +698,8 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
         last_due = _floor(now - stream.settle) - MINUTE  # the start of the last searchable window
         first = firsts.get(stream.name)
         summary = Summary(stream)
-        summary.due_day = _minutes_between(max(filter(None, [first, _floor(day) + MINUTE])), last_due)
-        summary.due_week = _minutes_between(max(filter(None, [first, _floor(week) + MINUTE])), last_due)
+        summary.due_day = _minutes_between(max(filter(None, [first, day])), last_due)
+        summary.due_week = _minutes_between(max(filter(None, [first, week])), last_due)
         if first is None:
             summary.due_day = summary.due_week = 0
         summary.delivered_day = ledger_figures.get("day") or 0
@@ -697,6 +738,10 @@ def _minutes_between(first: datetime, last: datetime) -> int:
 
 def _floor(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+def _hour(moment: datetime) -> int:
+    return int(moment.timestamp()) // 3600
 
 
 def _minute(moment: datetime) -> int:
