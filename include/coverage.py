@@ -480,7 +480,7 @@ def stream_runs(session, dag_id: str, stream: Stream, since: datetime, until: da
             DagRun.id,
             DagRun.run_id,
             DagRun.run_type,
-            DagRun._state,
+            DagRun.state,
             DagRun.logical_date,
             DagRun.run_after,
             DagRun.queued_at,
@@ -647,9 +647,9 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
     firsts = first_windows(session, dag_ids)
     runs_day: dict[str, dict[str, int]] = defaultdict(dict)
     for dag_id, state, count in session.execute(
-        select(DagRun.dag_id, DagRun._state, func.count())
+        select(DagRun.dag_id, DagRun.state, func.count())
         .where(DagRun.dag_id.in_(dag_ids), DagRun.logical_date >= day, DagRun.logical_date < now)
-        .group_by(DagRun.dag_id, DagRun._state)
+        .group_by(DagRun.dag_id, DagRun.state)
     ):
         runs_day[dag_id][state] = count
     unreachable = dict(
@@ -673,7 +673,7 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
             DagRun.end_date,
             func.row_number().over(partition_by=DagRun.dag_id, order_by=DagRun.end_date.desc()).label("rank"),
         )
-        .where(DagRun.dag_id.in_(dag_ids), DagRun._state == "failed")
+        .where(DagRun.dag_id.in_(dag_ids), DagRun.state == "failed")
         .subquery()
     )
     last_failures = {
