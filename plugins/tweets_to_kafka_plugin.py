@@ -66,9 +66,12 @@ class LateRunNotes:
         timetable = _stream_timetable(dag_run)
         if timetable is None:
             return
-        from include.streams import read_streams
+        from include.streams import StreamFileError, read_streams
 
-        stream = next((s for s in read_streams().streams if s.name == dag_run.dag_id), None)
+        try:
+            stream = next((s for s in read_streams().streams if s.name == dag_run.dag_id), None)
+        except StreamFileError:  # the dag-processor reports it
+            return
         searchable = timetable.searchable_at(dag_run.data_interval_start + WINDOW)
         took = (dag_run.end_date or datetime.now(UTC)) - searchable
         if stream is not None and took > stream.late_after:
