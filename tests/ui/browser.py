@@ -51,8 +51,8 @@ def logged_in(stack, user: str = "admin") -> Iterator:
 def coverage_tab(page, stack, dag_id: str, query: str = ""):
     """Open a DAG's Coverage tab in the UI, its page with `query` (e.g. `zoom=hour`) if given; return its frame."""
     page.goto(f"{stack.url}/dags/{dag_id}/plugin/coverage")
-    page.locator("iframe").wait_for()
-    frame = next(frame for frame in page.frames if f"/coverage/dags/{dag_id}" in frame.url)
+    frame = page.locator("iframe").element_handle().content_frame()
+    frame.wait_for_url(f"**/coverage/dags/{dag_id}*")
     if query:
         frame.goto(f"{stack.url}/coverage/dags/{dag_id}?{query}")
     frame.locator("svg").wait_for()
