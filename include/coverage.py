@@ -55,9 +55,12 @@ class State(StrEnum):
 
 @dataclass(frozen=True)
 class Entry:
-    """A window's delivery, as the ledger holds it (its latest, and how many the view has seen)."""
+    """A window's entry, as the ledger holds it (its latest, and how many deliveries the view has seen): its delivery,
+    or, with the outcome `unreachable`, the healing's record that X could no longer serve it."""
 
     topic: str
+    query: str
+    outcome: str
     records: int
     searchable_at: datetime
     committed_at: datetime
@@ -134,11 +137,12 @@ class Minute:
         return self.run.catch_up if self.run else None
 
 
-def is_unreachable(minute: Minute, now: datetime, earliest_reachable: datetime) -> bool:
-    """Whether a minute of a stream can no longer be delivered: its run skipped the search because the window was
-    beyond the X API's reach when it ran, or no run came before the window passed beyond it."""
+def is_unreachable(minute: Minute, earliest_reachable: datetime) -> bool:
+    """Whether a minute of a stream can no longer be delivered: the healing recorded it so in the ledger (X could
+    no longer serve it), its run skipped the search for that reason, or no run came before it passed beyond the
+    search's reach. The one place that decides it."""
     if minute.entry is not None:
-        return False
+        return minute.entry.outcome == "unreachable"
     if any(run.skipped for run in minute.runs):
         return True
     return not minute.runs and minute.start < earliest_reachable
@@ -149,7 +153,7 @@ def classify(
 ) -> None:
     """Set the minute's state, and what the ledger and Airflow disagree about, from its entry and runs."""
     entry, run = minute.entry, minute.run
-    if entry is not None:
+    if entry is not None and entry.outcome == "delivered":
         if entry.deliveries > 1:
             minute.state = State.REDELIVERED
         elif entry.freshness > stream.late_after:
@@ -166,10 +170,10 @@ def classify(
                 f"{entry.try_number}: the window is in Kafka"
             )
         return
-    before = run is None and (first is None or minute.start < first)
+    before = run is None and entry is None and (first is None or minute.start < first)
     if any(run.state in ("queued", "running") for run in minute.runs):
         minute.state = State.RUNNING
-    elif not before and is_unreachable(minute, now, reachable):
+    elif not before and is_unreachable(minute, reachable):
         minute.state = State.UNREACHABLE
     elif run is not None and run.state == "failed":
         minute.state = State.FAILED
@@ -187,38 +191,40 @@ def classify(
         minute.state = State.MISSING
 
 
-# The ledger view's tables: each stream's, topic's and minute's latest delivery, and, kept by triggers as deliveries
-# come and go, each hour's deliveries, records and count of each freshness bin (searchable -> committed, to 0.1 s
-# under a minute, 1 s under an hour, 1 minute beyond), so that a stream's figures sum a few hundred rows.
+# The ledger view's tables: each stream's, topic's and minute's latest entry, and, kept by triggers as entries come,
+# change and go, each hour's deliveries, records and unreachable minutes, and the count of each freshness bin of its
+# deliveries (searchable -> committed, to 0.1 s under a minute, 1 s under an hour, 1 minute beyond), by stream, topic
+# and query; so that a stream's figures sum a few hundred rows.
 _BIN = "CASE WHEN {f} < 60000 THEN {f} / 100 * 100 WHEN {f} < 3600000 THEN {f} / 1000 * 1000 ELSE {f} / 60000 * 60000 END"
-_NEW_BIN, _OLD_BIN = (_BIN.format(f=f"{row}.committed - {row}.searchable") for row in ("NEW", "OLD"))
+_ADD = """
+    INSERT INTO hourly VALUES ({r}.stream, {r}.topic, {r}.query, {r}.minute / 60, {r}.outcome = 'delivered',
+        {r}.outcome = 'unreachable', CASE WHEN {r}.outcome = 'delivered' THEN {r}.records ELSE 0 END)
+        ON CONFLICT DO UPDATE SET deliveries = deliveries + excluded.deliveries,
+        unreachable = unreachable + excluded.unreachable, records = records + excluded.records;
+    INSERT INTO freshness SELECT {r}.stream, {r}.topic, {r}.query, {r}.minute / 60, {bin}, 1
+        WHERE {r}.outcome = 'delivered' ON CONFLICT DO UPDATE SET n = n + 1;"""
+_SUBTRACT = """
+    UPDATE hourly SET deliveries = deliveries - ({r}.outcome = 'delivered'),
+        unreachable = unreachable - ({r}.outcome = 'unreachable'),
+        records = records - CASE WHEN {r}.outcome = 'delivered' THEN {r}.records ELSE 0 END
+        WHERE stream = {r}.stream AND topic = {r}.topic AND query = {r}.query AND hour = {r}.minute / 60;
+    UPDATE freshness SET n = n - 1 WHERE {r}.outcome = 'delivered' AND stream = {r}.stream AND topic = {r}.topic
+        AND query = {r}.query AND hour = {r}.minute / 60 AND bin = {bin};"""
+_NEW = {"r": "NEW", "bin": _BIN.format(f="NEW.committed - NEW.searchable")}
+_OLD = {"r": "OLD", "bin": _BIN.format(f="OLD.committed - OLD.searchable")}
 SCHEMA = f"""
-CREATE TABLE delivery (stream TEXT, topic TEXT, minute INTEGER, records INTEGER, searchable INTEGER, committed INTEGER,
-    run_id TEXT, run_type TEXT, try_number INTEGER, clear_number INTEGER, transactional_id TEXT, deliveries INTEGER,
-    PRIMARY KEY (stream, topic, minute)) WITHOUT ROWID;
-CREATE TABLE hourly (stream TEXT, topic TEXT, hour INTEGER, deliveries INTEGER, records INTEGER,
-    PRIMARY KEY (stream, topic, hour)) WITHOUT ROWID;
-CREATE TABLE freshness (stream TEXT, topic TEXT, hour INTEGER, bin INTEGER, n INTEGER,
-    PRIMARY KEY (stream, topic, hour, bin)) WITHOUT ROWID;
-CREATE TRIGGER delivered AFTER INSERT ON delivery BEGIN
-    INSERT INTO hourly VALUES (NEW.stream, NEW.topic, NEW.minute / 60, 1, NEW.records)
-        ON CONFLICT DO UPDATE SET deliveries = deliveries + 1, records = records + excluded.records;
-    INSERT INTO freshness VALUES (NEW.stream, NEW.topic, NEW.minute / 60, {_NEW_BIN}, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
+CREATE TABLE delivery (stream TEXT, topic TEXT, minute INTEGER, query TEXT, outcome TEXT, records INTEGER,
+    searchable INTEGER, committed INTEGER, run_id TEXT, run_type TEXT, try_number INTEGER, clear_number INTEGER,
+    transactional_id TEXT, deliveries INTEGER, PRIMARY KEY (stream, topic, minute)) WITHOUT ROWID;
+CREATE TABLE hourly (stream TEXT, topic TEXT, query TEXT, hour INTEGER, deliveries INTEGER, unreachable INTEGER,
+    records INTEGER, PRIMARY KEY (stream, topic, query, hour)) WITHOUT ROWID;
+CREATE TABLE freshness (stream TEXT, topic TEXT, query TEXT, hour INTEGER, bin INTEGER, n INTEGER,
+    PRIMARY KEY (stream, topic, query, hour, bin)) WITHOUT ROWID;
+CREATE TRIGGER entered AFTER INSERT ON delivery BEGIN {_ADD.format(**_NEW)}
 END;
-CREATE TRIGGER delivered_again AFTER UPDATE ON delivery BEGIN
-    UPDATE hourly SET records = records - OLD.records + NEW.records
-        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60;
-    UPDATE freshness SET n = n - 1
-        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60 AND bin = {_OLD_BIN};
-    INSERT INTO freshness VALUES (NEW.stream, NEW.topic, NEW.minute / 60, {_NEW_BIN}, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
+CREATE TRIGGER entered_again AFTER UPDATE ON delivery BEGIN {_SUBTRACT.format(**_OLD)} {_ADD.format(**_NEW)}
 END;
-CREATE TRIGGER forgotten AFTER DELETE ON delivery BEGIN
-    UPDATE hourly SET deliveries = deliveries - 1, records = records - OLD.records
-        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60;
-    UPDATE freshness SET n = n - 1
-        WHERE stream = OLD.stream AND topic = OLD.topic AND hour = OLD.minute / 60 AND bin = {_OLD_BIN};
+CREATE TRIGGER forgotten AFTER DELETE ON delivery BEGIN {_SUBTRACT.format(**_OLD)}
 END;
 """
 
@@ -345,6 +351,8 @@ class LedgerView:
                     delivery.stream,
                     delivery.topic,
                     minute,
+                    delivery.query,
+                    delivery.outcome,
                     delivery.records,
                     _ms(delivery.searchable_at),
                     _ms(delivery.committed_at),
@@ -357,12 +365,12 @@ class LedgerView:
             )
         with self._lock, self._db:
             self._db.executemany(
-                "INSERT INTO delivery VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
-                "ON CONFLICT (stream, topic, minute) DO UPDATE SET records = excluded.records, "
-                "searchable = excluded.searchable, committed = excluded.committed, run_id = excluded.run_id, "
-                "run_type = excluded.run_type, try_number = excluded.try_number, "
-                "clear_number = excluded.clear_number, transactional_id = excluded.transactional_id, "
-                "deliveries = deliveries + 1",
+                "INSERT INTO delivery VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (stream, topic, minute) DO UPDATE SET query = excluded.query, "
+                "outcome = excluded.outcome, records = excluded.records, searchable = excluded.searchable, "
+                "committed = excluded.committed, run_id = excluded.run_id, run_type = excluded.run_type, "
+                "try_number = excluded.try_number, clear_number = excluded.clear_number, "
+                "transactional_id = excluded.transactional_id, deliveries = deliveries + 1",
                 rows,
             )
             self._db.executemany("DELETE FROM delivery WHERE stream = ? AND topic = ? AND minute = ?", gone)
@@ -384,13 +392,14 @@ class LedgerView:
     def entries(self, stream: str, since: datetime, until: datetime) -> dict[datetime, list[Entry]]:
         """Every topic's entry of each minute of a stream in [since, until), by minute."""
         rows = self.query(
-            "SELECT minute, topic, records, searchable, committed, run_id, run_type, try_number, clear_number, "
-            "transactional_id, deliveries FROM delivery WHERE stream = ? AND minute >= ? AND minute < ?",
+            "SELECT minute, topic, query, outcome, records, searchable, committed, run_id, run_type, try_number, "
+            "clear_number, transactional_id, deliveries FROM delivery "
+            "WHERE stream = ? AND minute >= ? AND minute < ?",
             (stream, _minute(since), _minute(until)),
         )
         found: dict[datetime, list[Entry]] = defaultdict(list)
-        for minute, topic, records, searchable, committed, *rest in rows:
-            entry = Entry(topic, records, _from_ms(searchable), _from_ms(committed), *rest)
+        for minute, topic, query, outcome, records, searchable, committed, *rest in rows:
+            entry = Entry(topic, query, outcome, records, _from_ms(searchable), _from_ms(committed), *rest)
             found[_from_minute(minute)].append(entry)
         return found
 
@@ -400,26 +409,38 @@ class LedgerView:
         and the X API requests that its deliveries of the last 15 minutes took. Sums of the hourly tables."""
         if not streams:
             return {}
-        own = " UNION ALL ".join(["SELECT ? AS stream, ? AS topic, ? AS late"] * len(streams))
+        own = " UNION ALL ".join(["SELECT ? AS stream, ? AS topic, ? AS query, ? AS late"] * len(streams))
         parameters: list[Any] = []
         for stream in streams:
-            parameters += [stream.name, stream.topic, int(stream.late_after.total_seconds() * 1000)]
+            parameters += [
+                stream.name,
+                stream.topic,
+                stream.query,
+                int(stream.late_after.total_seconds() * 1000),
+            ]
         day, week = (_hour(now) - 23, _hour(now) - 24 * 7 + 1)
         figures: dict[str, dict[str, Any]] = {stream.name: {} for stream in streams}
-        for stream, deliveries, in_day, day_records in self.query(
+        for stream, deliveries, in_day, day_records, unreachable in self.query(
             f"""WITH own AS ({own})
             SELECT h.stream, SUM(h.deliveries), SUM(CASE WHEN h.hour >= ? THEN h.deliveries END),
-                   SUM(CASE WHEN h.hour >= ? THEN h.records END)
-            FROM own JOIN hourly h ON h.stream = own.stream AND h.topic = own.topic AND h.hour >= ?
+                   SUM(CASE WHEN h.hour >= ? THEN h.records END), SUM(CASE WHEN h.hour >= ? THEN h.unreachable END)
+            FROM own JOIN hourly h
+                ON h.stream = own.stream AND h.topic = own.topic AND h.query = own.query AND h.hour >= ?
             GROUP BY h.stream""",  # noqa: S608 - placeholders only
-            [*parameters, day, day, week],
+            [*parameters, day, day, day, week],
         ):
-            figures[stream] |= {"week": deliveries, "day": in_day or 0, "day_records": day_records or 0}
+            figures[stream] |= {
+                "week": deliveries,
+                "day": in_day or 0,
+                "day_records": day_records or 0,
+                "day_unreachable": unreachable or 0,
+            }
         for stream, late, median, p95 in self.query(
             f"""WITH own AS ({own}),
             bins AS (
                 SELECT f.stream, f.bin, SUM(f.n) AS n, own.late FROM own
-                JOIN freshness f ON f.stream = own.stream AND f.topic = own.topic AND f.hour >= ?
+                JOIN freshness f
+                    ON f.stream = own.stream AND f.topic = own.topic AND f.query = own.query AND f.hour >= ?
                 GROUP BY f.stream, f.bin
             ),
             cumulative AS (
@@ -438,7 +459,7 @@ class LedgerView:
             f"""WITH own AS ({own})
             SELECT d.stream, SUM(MAX(1, (d.records + {POSTS_PER_REQUEST - 1}) / {POSTS_PER_REQUEST}))
             FROM own JOIN delivery d ON d.stream = own.stream AND d.topic = own.topic AND d.minute >= ?
-            WHERE d.committed >= ? GROUP BY d.stream""",  # noqa: S608 - placeholders only
+            WHERE d.committed >= ? AND d.outcome = 'delivered' GROUP BY d.stream""",  # noqa: S608 - placeholders
             [*parameters, _minute(now - DAY), recent],
         ):
             figures[stream]["requests"] = requests
@@ -561,6 +582,14 @@ def first_windows(session, dag_ids: list[str]) -> dict[str, datetime]:
     return {dag_id: first for dag_id, first in rows if first is not None}
 
 
+def owns(stream: Stream, item: Entry | Run) -> bool:
+    """Whether a ledger entry or a run is the stream's: to its topic with its query (a manual run with another
+    query or topic is not, as the healing sees it), or the healing's record that its minute is unreachable."""
+    if getattr(item, "outcome", None) == "unreachable":
+        return item.topic == stream.topic
+    return item.topic == stream.topic and item.query == stream.query
+
+
 def stream_minutes(
     session, view: LedgerView, stream: Stream, since: datetime, until: datetime, now: datetime
 ) -> list[Minute]:
@@ -578,14 +607,14 @@ def stream_minutes(
     minutes = []
     start = since
     while start < until:
-        own = [entry for entry in entries.get(start, ()) if entry.topic == stream.topic]
+        own = [entry for entry in entries.get(start, ()) if owns(stream, entry)]
         minute = Minute(
             start=start,
             searchable_at=timetable.searchable_at(start + MINUTE),
             state=State.MISSING,
             entry=own[0] if own else None,
-            runs=[run for run in runs.get(start, ()) if run.topic == stream.topic],
-            other_runs=[run for run in runs.get(start, ()) if run.topic != stream.topic],
+            runs=[run for run in runs.get(start, ()) if owns(stream, run)],
+            other_runs=[run for run in runs.get(start, ()) if not owns(stream, run)],
         )
         classify(minute, stream, now, first, reachable)
         minutes.append(minute)
@@ -612,7 +641,7 @@ class Summary:
     due_week: int = 0
     delivered_week: int = 0
     runs_day: dict[str, int] = field(default_factory=dict)  # run state to count, the last 24 hours
-    unreachable_day: int = 0
+    unreachable_day: int = 0  # minutes the healing recorded unreachable, the last 24 hours
     freshness_median: timedelta | None = None
     freshness_p95: timedelta | None = None
     tweets_per_minute: float | None = None
@@ -623,20 +652,11 @@ class Summary:
     last_failure: Failure | None = None
     problems: list[str] = field(default_factory=list)  # a broken entry's
 
-    @property
-    def disagreement(self) -> str | None:
-        """Where the counts of Airflow's successful runs and of the ledger's deliveries differ (the last 24 h)."""
-        succeeded = self.runs_day.get("success", 0) - self.unreachable_day
-        if succeeded == self.delivered_day:
-            return None
-        return f"{succeeded} successful runs in Airflow, {self.delivered_day} deliveries in the ledger"
-
 
 def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, names: set[str], now: datetime):
     """The figures of each stream named in `names` (those the user may read), in the stream file's order; broken
     entries come last with their problems. `views`: the LedgerView of each Kafka connection."""
     from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
     from sqlalchemy import func, select
 
     chosen = [stream for stream in streams.streams if stream.name in names]
@@ -652,19 +672,6 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
         .group_by(DagRun.dag_id, DagRun.state)
     ):
         runs_day[dag_id][state] = count
-    unreachable = dict(
-        session.execute(
-            select(TaskInstance.dag_id, func.count())
-            .join(DagRun, (DagRun.dag_id == TaskInstance.dag_id) & (DagRun.run_id == TaskInstance.run_id))
-            .where(
-                TaskInstance.dag_id.in_(dag_ids),
-                TaskInstance.task_id == "fetch_tweets",
-                TaskInstance.state == "skipped",
-                DagRun.logical_date >= day,
-            )
-            .group_by(TaskInstance.dag_id)
-        ).all()
-    )
     ranked = (
         select(
             DagRun.dag_id,
@@ -706,7 +713,7 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
         summary.late_day = ledger_figures.get("day_late") or 0
         summary.delivered_week = ledger_figures.get("week") or 0
         summary.runs_day = runs_day.get(stream.name, {})
-        summary.unreachable_day = unreachable.get(stream.name, 0)
+        summary.unreachable_day = ledger_figures.get("day_unreachable") or 0
         if ledger_figures.get("median_ms") is not None:
             summary.freshness_median = timedelta(milliseconds=ledger_figures["median_ms"])
             summary.freshness_p95 = timedelta(milliseconds=ledger_figures["p95_ms"])

@@ -188,7 +188,9 @@ def legend(counts: dict[State, int] | None = None) -> str:
 def describe(minute: Minute, stream: Stream) -> str:
     """A minute in one line: its hover text."""
     parts = [f"{minute.start:%a %d %b %H:%M} UTC", minute.state.value]
-    if entry := minute.entry:
+    if (entry := minute.entry) and entry.outcome == "unreachable":
+        parts.append(f"recorded by the healing ({entry.run_id}) at {entry.committed_at:%H:%M}")
+    elif entry:
         parts += [
             f"{entry.records} tweets",
             f"{_seconds(entry.freshness)} after searchable",
@@ -355,7 +357,11 @@ def detail(request: Request, minute: Minute, stream: Stream) -> str:
         ("State", f"{minute.state.value}: {MEANINGS[minute.state]}"),
         ("Searchable at", f"{minute.searchable_at:%H:%M:%S}"),
     ]
-    if entry := minute.entry:
+    if (entry := minute.entry) and entry.outcome == "unreachable":
+        rows.append(
+            ("Recorded", f"unreachable by the healing's run {entry.run_id}, at {entry.committed_at:%H:%M:%S}")
+        )
+    elif entry:
         rows += [
             (
                 "Committed at",
@@ -426,11 +432,7 @@ def render_streams(
             when = f"{last.window:%a %H:%M}" if last.window else ""
             failure = f"{when} {run_link(request, stream.name, last.run_id)}"
         runs = ", ".join(f"{count} {state}" for state, count in sorted(summary.runs_day.items()))
-        disagreement = (
-            f'<br><span class="muted">{html.escape(summary.disagreement)}</span>'
-            if summary.disagreement
-            else ""
-        )
+        unreachable = f"<br>{summary.unreachable_day:,} unreachable" if summary.unreachable_day else ""
         rows.append(
             f'<tr data-stream="{html.escape(stream.name)}"><td>{name}<br><span class="muted">'
             f"{html.escape(stream.topic)}</span></td>"
@@ -440,7 +442,7 @@ def render_streams(
             f"<td>{'-' if summary.tweets_per_minute is None else f'{summary.tweets_per_minute:.1f}'}</td>"
             f"<td>{stream.twitter_conn_id}: {summary.app_requests} / {summary.rate_limit} "
             f"({summary.app_streams} streams need ≥ {budget_needed(streams, stream)}); this stream {summary.requests}</td>"
-            f"<td>{failure}</td><td>{html.escape(runs) or '-'}{disagreement}</td></tr>"
+            f"<td>{failure}</td><td>{html.escape(runs) or '-'}{unreachable}</td></tr>"
         )
     body = (
         "<h1>Stream coverage</h1>"

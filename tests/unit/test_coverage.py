@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include import ledger
-from include.coverage import DAY, MINUTE, Entry, LedgerView, Minute, Run, State, classify
+from include.coverage import DAY, MINUTE, Entry, LedgerView, Minute, Run, State, classify, owns
 from include.coverage_app import period
 from include.streams import Stream
 
@@ -23,6 +23,8 @@ SEARCHABLE = START + MINUTE + timedelta(seconds=30)
 def entry(after: timedelta = timedelta(seconds=3), **fields) -> Entry:
     values = {
         "topic": STREAM.topic,
+        "query": STREAM.query,
+        "outcome": "delivered",
         "records": 42,
         "searchable_at": SEARCHABLE,
         "committed_at": SEARCHABLE + after,
@@ -82,6 +84,7 @@ def state_of(
             (run(tries={"fetch_tweets": ("skipped", 1), "produce_tweets": ("skipped", 0)}),),
             State.UNREACHABLE,
         ),
+        (entry(outcome="unreachable", records=0), (run("failed"),), State.UNREACHABLE),
     ],
     ids=[
         "delivered",
@@ -94,6 +97,7 @@ def state_of(
         "a rerun running",
         "missing",
         "skipped past the horizon",
+        "recorded unreachable by the healing",
     ],
 )
 def test_a_minute_is_coloured_by_its_delivery_then_its_runs(entry_, runs, state):
@@ -131,6 +135,15 @@ def test_where_the_ledger_and_airflow_disagree_the_minute_says_so():
     assert "which Airflow does not have" in without_run.disagreement
 
 
+def test_only_the_streams_own_topic_and_query_are_its_coverage():
+    """As the healing sees it: a manual run with another query or topic (a test) does not deliver the stream's
+    minute; the healing's unreachable record does stand for it."""
+    assert owns(STREAM, entry()) and owns(STREAM, run())
+    assert not owns(STREAM, entry(query="iPhone lang:fr")) and not owns(STREAM, run(query="iPhone lang:fr"))
+    assert not owns(STREAM, entry(topic="my-test")) and not owns(STREAM, run(topic="my-test"))
+    assert owns(STREAM, entry(outcome="unreachable", query="an older query"))
+
+
 def test_a_scheduled_run_created_over_a_minute_after_its_window_was_searchable_is_a_catch_up_run():
     assert state_of(entry(), (run(queued_after=timedelta(seconds=50)),)).catch_up is None
     assert state_of(entry(), (run(queued_after=timedelta(minutes=14)),)).catch_up == timedelta(minutes=14)
@@ -162,7 +175,7 @@ def delivery(stream: str, minute: datetime, after_s: float, records: int = 10, *
         "window_start": minute,
         "window_end": minute + MINUTE,
         "topic": f"tweets-{stream}",
-        "query": "q",
+        "query": "Apple",
         "record_format": "json",
         "records": records,
         "run_id": f"scheduled__{minute:%H:%M}",
@@ -190,6 +203,9 @@ def test_the_ledger_view_keeps_each_minutes_latest_entry_and_aggregates_each_str
     records.append((b"k", delivery("apple", now - 30 * MINUTE, after_s=90)))  # late (over a minute)
     records.append((b"k", delivery("apple", now - 30 * MINUTE, after_s=95, clear_number=1)))  # cleared, again
     records.append((b"k", delivery("apple", now - 3 * DAY, after_s=1, topic="my-test")))  # another topic
+    records.append((b"k", delivery("apple", now - 40 * MINUTE, after_s=1, query="a test")))  # another query
+    unreachable = {"records": 0, "outcome": "unreachable", "run_type": "healing"}
+    records.append((b"k", delivery("apple", now - 50 * MINUTE, after_s=600, **unreachable)))
     records.append((b"k", delivery("apple", now - 3 * DAY, after_s=1)))  # 3 days ago
     records.append((b"k", b'{"kind": "something else"}'))  # another kind of entry: left alone
     view._apply(records)
@@ -198,7 +214,7 @@ def test_the_ledger_view_keeps_each_minutes_latest_entry_and_aggregates_each_str
 
     assert view.records == len(records)
     assert (figures["week"], figures["day"]) == (22, 21)
-    assert figures["day_late"] == 1
+    assert figures["day_late"] == 1 and figures["day_unreachable"] == 1
     assert figures["day_records"] == 20 * 150 + 10
     assert figures["median_ms"] == 11_000 and figures["p95_ms"] == 20_000  # of 1..20 s and 95 s
     recent = [n for n in range(1, 21) if now - n * MINUTE + timedelta(seconds=90 + n) >= now - 15 * MINUTE]
