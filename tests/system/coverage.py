@@ -1,5 +1,6 @@
 """What the continuous-coverage tests share (test_continuous_coverage.py, test_horizon_outage.py): Airflow that
-schedules every minute, waiting for its runs to settle, and the check each phase ends with."""
+schedules every minute, waiting for its runs to settle, the check each phase ends with, and what the stream's
+Coverage tab shows in the browser."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from include.records import to_record
 from local_system import AirflowStack, connections
 from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, write_stream_file
 from tests.system.harness import TEST_X_BEARER_TOKEN
+from tests.ui.browser import SCREENSHOTS, coverage_tab, logged_in
 
 TOPIC = "tweets-lambda1"  # the scheduled runs' default
 MINUTE = timedelta(minutes=1)
 SETTLE = timedelta(seconds=30)
 LOOK_BACK = 2
 SETTLED = "success", "failed"
+LATE_AFTER = 1  # minutes: a window held back by an outage or a pause is late, and its late alert fires
 
 
 def minute(moment: datetime) -> datetime:
@@ -43,7 +46,13 @@ def scheduling_stack(port: int, simulator):
     home = ROOT / ".artifacts" / f"airflow-coverage-{port}"
     streams = write_stream_file(
         home.with_name(f"{home.name}-streams.yaml"),
-        {"name": "tweets_to_kafka", "query": DAG_QUERY, "topic": TOPIC, "look_back_minutes": LOOK_BACK},
+        {
+            "name": "tweets_to_kafka",
+            "query": DAG_QUERY,
+            "topic": TOPIC,
+            "look_back_minutes": LOOK_BACK,
+            "late_after_minutes": LATE_AFTER,
+        },
     )
     airflow = AirflowStack(
         home=home,
@@ -124,3 +133,26 @@ def check_coverage(stack, simulator, runs: list[dict], unreachable: set[datetime
         asked = datetime.fromtimestamp(request["time"], UTC)
         assert asked >= end + timedelta(seconds=simulator.searchable_after), f"searched too early: {request}"
         assert datetime.fromisoformat(request["params"]["start_time"]) not in unreachable, request
+
+
+def coverage(stack: AirflowStack, screenshot: str) -> dict[datetime, tuple[str, str]]:
+    """What the stream's Coverage tab shows for the last hour, as a user sees it in the UI: each minute's state
+    and hover text, by its start; a screenshot of it in .artifacts/ui/."""
+    with logged_in(stack) as page:
+        frame = coverage_tab(page, stack, "tweets_to_kafka", "zoom=hour")
+        cells = frame.locator("[data-minute]").evaluate_all(
+            "(cells) => cells.map((c) => [c.dataset.minute, c.dataset.state, c.querySelector('title').textContent])"
+        )
+        page.screenshot(path=SCREENSHOTS / f"{screenshot}.png", full_page=True)
+    return {
+        datetime.strptime(m, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC): (state, text) for m, state, text in cells
+    }
+
+
+def without_run(stack: AirflowStack, after: datetime) -> list[datetime]:
+    """The searchable minutes after `after` that have no run yet."""
+    started = {start_of(run) for run in stack.dag_runs()}
+    last = due_by(datetime.now(UTC))
+    return [
+        m for m in (after + n * MINUTE for n in range(1, (last - after) // MINUTE + 1)) if m not in started
+    ]

@@ -1,7 +1,7 @@
 """Continuous coverage across an outage longer than the search horizon, with the real scheduler making the runs
 (as in test_continuous_coverage.py, on a stack of its own so that both wait on the clock side by side): the
-minutes beyond reach are reported and never requested, every later one is delivered whole. It mostly waits on
-the clock, so `make test` runs it beside the others.
+minutes beyond reach are reported and never requested, and shown unreachable in the Coverage tab; every later one
+is delivered whole. It mostly waits on the clock, so `make test` runs it beside the others.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from tests.system.coverage import (
     MINUTE,
     check_coverage,
+    coverage,
     due_by,
     fetch_logs,
     scheduled_runs,
@@ -74,3 +75,5 @@ def test_an_outage_past_the_horizon_reports_the_unreachable_windows_and_runs_the
     assert len(left_out) >= 2, "the outage put minutes beyond reach"
     assert reported == left_out, "every minute beyond reach is named in a run's log, and no other"
     check_coverage(stack, simulator, runs, unreachable=left_out)
+    shown = coverage(stack, "coverage-past-the-horizon")
+    assert {shown[start][0] for start in left_out} == {"unreachable"}

@@ -1,7 +1,8 @@
 """Two streams of one stream file under the real scheduler: each topic holds exactly its query's tweets of
-every window, a fault in one stream's windows leaves the other's runs untouched, and manual runs beside the
-schedule neither stop it nor lose a minute. The stack has no `x_api` pool, as an Airflow that the package is
-copied into: the runs must work without it."""
+every window, a fault in one stream's windows leaves the other's runs untouched (the Stream coverage page lists
+both, the failing stream's tab shows its minutes failed, and each failed window's late alert fires once), and
+manual runs beside the schedule neither stop it nor lose a minute. The stack has no `x_api` pool, as an Airflow
+that the package is copied into: the runs must work without it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from include.records import to_record
-from tests.helpers import KAFKA_CONFIG, ROOT, read_topic, write_stream_file
+from tests.helpers import KAFKA_CONFIG, ROOT, late_alerts, read_topic, window_text, write_stream_file
 from tests.system.harness import TEST_X_BEARER_TOKEN, AirflowStack
+from tests.ui.browser import SCREENSHOTS, coverage_tab, logged_in, minute_states
 
 pytestmark = pytest.mark.wall_clock  # waits for scheduled minutes
 
@@ -29,6 +31,7 @@ OTHERS = {
     "query": "iPhone -lang:en",
     "topic": "streams",
     "twitter_conn_id": "x_other",
+    "late_after_minutes": 1,  # its failed windows' late alerts fire a minute after they became searchable
 }
 LOOK_BACK = 2  # each stream's first windows are due at once
 
@@ -119,6 +122,7 @@ def test_a_fault_in_one_stream_leaves_the_other_untouched_and_each_topic_holds_i
     refused = [r for r in simulator.requests if r["status"] == 401]
     assert len(refused) >= windows, "the second stream's searches were refused"
     assert {r["params"]["query"] for r in refused} == {OTHERS["query"]}
+    check_coverage_pages(stack, [datetime.fromisoformat(run["data_interval_start"]) for run in failed])
 
     stack.set_connection("x_other", conn_type="twitter", host=simulator.url, password=TEST_X_BEARER_TOKEN)
     stack.cli("tasks", "clear", OTHERS["name"], "--only-failed", "--yes")
@@ -177,3 +181,31 @@ def test_manual_runs_beside_the_schedule_take_a_minute_or_deliver_it_again_and_t
             for tweet in simulator.tweets_between(start, start + MINUTE, ENGLISH["query"])
         }
         assert {counts[key] for key in keys} == {2 if start == delivered else 1}, f"the minute {start:%H:%M}"
+
+
+def check_coverage_pages(stack: AirflowStack, failed: list[datetime]) -> None:
+    """The Stream coverage page lists both streams, the second with its last failure; its tab shows the failed
+    minutes as failed; each one's late alert fired once, and none of the first stream's."""
+    from playwright.sync_api import expect
+
+    with logged_in(stack) as page:
+        page.goto(f"{stack.url}/plugin/stream-coverage")
+        rows = page.frame_locator("iframe").locator("tr[data-stream]")
+        expect(rows).to_have_count(2)
+        for stream in (ENGLISH, OTHERS):
+            expect(rows.filter(has_text=stream["name"])).to_contain_text(stream["topic"])
+        expect(rows.filter(has_text=OTHERS["name"])).to_contain_text("failed")
+        page.screenshot(path=SCREENSHOTS / "stream-coverage.png", full_page=True)
+
+        states = minute_states(coverage_tab(page, stack, OTHERS["name"], "zoom=hour"))
+        assert [states[f"{start:%Y-%m-%dT%H:%MZ}"] for start in failed] == ["failed"] * len(failed)
+        page.screenshot(path=SCREENSHOTS / "coverage-failed.png", full_page=True)
+
+    def alerted() -> bool:
+        alerts = late_alerts(stack, OTHERS["name"])
+        return all(any(window_text(start) in alert for alert in alerts) for start in failed)
+
+    stack.wait_until(alerted, 300, f"the late alerts of the failed windows of {OTHERS['name']}")
+    alerts = late_alerts(stack, OTHERS["name"])
+    assert [sum(window_text(start) in alert for alert in alerts) for start in failed] == [1] * len(failed)
+    assert late_alerts(stack, ENGLISH["name"]) == []
