@@ -113,8 +113,8 @@ class Run:
 
 @dataclass
 class Minute:
-    """A minute of a stream: its state, its delivery, the runs of it that write to the stream's topic, the others
-    (manual runs to another topic), and what the ledger and Airflow disagree about, if anything."""
+    """A minute of a stream: its state, its ledger entry, its runs with the stream's topic and query, the others
+    (manual runs with another topic or query), and what the ledger and Airflow disagree about, if anything."""
 
     start: datetime
     searchable_at: datetime

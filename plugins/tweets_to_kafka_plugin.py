@@ -22,7 +22,6 @@ log = logging.getLogger(__name__)
 # What the DAG file and its tasks import beyond Airflow: include/ with the Kafka provider and confluent-kafka, and
 # TwitterHook with tweepy (about 50 ms of each task's start-up, and 45 ms more for fetch_tweets).
 TASK_MODULES = ("include.kafka_delivery", "include.streams", "twitter_provider.hooks")
-CATCH_UP_AFTER = timedelta(minutes=1)  # include.coverage's, which the scheduler does not import
 
 
 class TaskModulePreloader:
@@ -53,6 +52,8 @@ class LateRunNotes:
         timetable = _stream_timetable(dag_run)
         if timetable is None or dag_run.queued_at is None:
             return
+        from include.coverage import CATCH_UP_AFTER
+
         lag = dag_run.queued_at - timetable.searchable_at(dag_run.data_interval_start + WINDOW)
         if lag > CATCH_UP_AFTER:
             _add_note(
