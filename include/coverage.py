@@ -484,7 +484,7 @@ def ledger_view(conn_id: str, topic: str, wait: float = 0) -> LedgerView:
 # Airflow's side
 
 
-def stream_runs(session, dag_id: str, stream: Stream, since: datetime, until: datetime) -> list[Run]:
+def stream_runs(session, stream: Stream, since: datetime, until: datetime) -> list[Run]:
     """The runs of a stream's minutes in [since, until), with their tasks' latest tries and whether their late
     alert fired: three queries, whatever the number of runs."""
     from airflow.models.dagrun import DagRun, DagRunNote
@@ -512,14 +512,14 @@ def stream_runs(session, dag_id: str, stream: Stream, since: datetime, until: da
             DagRunNote.content,
         )
         .outerjoin(DagRunNote, DagRunNote.dag_run_id == DagRun.id)
-        .where(DagRun.dag_id == dag_id, in_period)
+        .where(DagRun.dag_id == stream.name, in_period)
         .order_by(DagRun.run_after)
     ).all()
     tries: dict[str, dict[str, tuple[str | None, int]]] = defaultdict(dict)
-    run_ids = select(DagRun.run_id).where(DagRun.dag_id == dag_id, in_period)
+    run_ids = select(DagRun.run_id).where(DagRun.dag_id == stream.name, in_period)
     for run_id, task_id, state, try_number in session.execute(
         select(TaskInstance.run_id, TaskInstance.task_id, TaskInstance.state, TaskInstance.try_number).where(
-            TaskInstance.dag_id == dag_id, TaskInstance.run_id.in_(run_ids)
+            TaskInstance.dag_id == stream.name, TaskInstance.run_id.in_(run_ids)
         )
     ):
         tries[run_id][task_id] = (state, try_number)
@@ -527,43 +527,29 @@ def stream_runs(session, dag_id: str, stream: Stream, since: datetime, until: da
         session.scalars(
             select(Deadline.dagrun_id)
             .join(DagRun, DagRun.id == Deadline.dagrun_id)
-            .where(DagRun.dag_id == dag_id, in_period, Deadline.missed)
+            .where(DagRun.dag_id == stream.name, in_period, Deadline.missed)
         )
     )
     runs = []
-    for (
-        id_,
-        run_id,
-        run_type,
-        state,
-        logical_date,
-        run_after,
-        queued,
-        started,
-        ended,
-        clears,
-        conf,
-        note,
-    ) in rows:
-        conf = conf or {}
-        window = _floor(logical_date) if logical_date else _floor(run_after) - MINUTE
+    for row in rows:
+        conf = row.conf or {}
         runs.append(
             Run(
-                id_,
-                run_id,
-                run_type,
-                state,
-                window,
-                conf.get("topic", stream.topic),
-                conf.get("query", stream.query),
-                run_after,
-                queued,
-                started,
-                ended,
-                clears,
-                note,
-                tries.get(run_id, {}),
-                id_ in alerted,
+                id=row.id,
+                run_id=row.run_id,
+                run_type=row.run_type,
+                state=row.state,
+                window=_floor(row.logical_date) if row.logical_date else _floor(row.run_after) - MINUTE,
+                topic=conf.get("topic", stream.topic),
+                query=conf.get("query", stream.query),
+                run_after=row.run_after,
+                queued_at=row.queued_at,
+                start_date=row.start_date,
+                end_date=row.end_date,
+                clear_number=row.clear_number,
+                note=row.content,
+                tries=tries.get(row.run_id, {}),
+                alerted=row.id in alerted,
             )
         )
     return runs
@@ -602,7 +588,7 @@ def stream_minutes(
     reachable = timetable.earliest_reachable(now)
     entries = view.entries(stream.name, since, until)
     runs: dict[datetime, list[Run]] = defaultdict(list)
-    for run in stream_runs(session, stream.name, stream, since, until):
+    for run in stream_runs(session, stream, since, until):
         runs[run.window].append(run)
     minutes = []
     start = since
