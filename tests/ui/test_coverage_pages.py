@@ -74,9 +74,7 @@ def two_minutes(airflow_stack, x_api_server):
     return delivered[0], failed[0]
 
 
-def test_a_streams_tab_shows_a_late_and_a_failed_minute_and_what_happened_to_each(
-    airflow_stack, two_minutes
-):
+def test_a_streams_tab_shows_a_late_and_a_failed_minute_and_what_happened_to_each(airflow_stack, two_minutes):
     from playwright.sync_api import expect
 
     delivered, failed = two_minutes
