@@ -51,7 +51,9 @@ class Plan:
     reruns: list[dict] = field(default_factory=list)  # TriggerDagRunOperator's arguments, oldest minute first
     unreachable: list[datetime] = field(default_factory=list)  # minutes X no longer serves, newly found
     waiting: int = 0  # minutes whose run is on its way
-    later: int = 0  # minutes left for a later run of the healing: beyond this run's share of the rate budget
+    later: int = (
+        0  # minutes left for a later run of the healing: beyond the rate budget, or the outage goes on
+    )
 
 
 def run_name(kind: str, start: datetime) -> str:
@@ -82,10 +84,12 @@ def plan(
     due: Iterable[datetime],
     runs: dict[datetime, list[Run]],
     budget: int,
+    recovered: bool = True,
 ) -> Plan:
     """What to do for each minute of `due` (the stream's minutes since it began, before its schedule's next run,
     that have neither a delivery nor an unreachable entry in the ledger), oldest first, with at most `budget`
-    reruns.
+    reruns; none while the outage goes on (not `recovered`: the stream's latest run that ended failed), so that
+    a rerun is not spent on a Kafka or an X API still down.
 
     :param runs: the runs of those minutes, by minute
     """
@@ -96,7 +100,7 @@ def plan(
             result.waiting += 1
         elif minute < now - horizon + RERUN_MARGIN or any(run.beyond_horizon for run in minute_runs):
             result.unreachable.append(minute)
-        elif len(result.reruns) == budget:
+        elif not recovered or len(result.reruns) == budget:
             result.later += 1
         else:
             result.reruns.append(_rerun(stream, minute, minute_runs))
@@ -196,7 +200,9 @@ def _heal_group(streams, group: list, clients, ti, now, horizon, interval, found
             and (e.outcome == "unreachable" or e.query == stream.query)
         }
         runs = _runs(ti, stream.name, sorted(due))
-        stream_plan = plan(stream.name, now, horizon, due, runs, _budget(streams, stream, interval))
+        recovered = _recovered(ti, stream.name, schedules[stream.name].next_dagrun)
+        budget = _budget(streams, stream, interval)
+        stream_plan = plan(stream.name, now, horizon, due, runs, budget, recovered)
         found["reruns"] += stream_plan.reruns
         if stream_plan.unreachable:
             producer = producer or clients.producer(None)
@@ -295,6 +301,18 @@ def _runs(ti, stream: str, due: list[datetime]) -> dict[datetime, list[Run]]:
     return runs
 
 
+def _recovered(ti, stream: str, next_run: datetime) -> bool:
+    """Whether the latest of the stream's last few scheduled runs that ended succeeded (or none ended yet)."""
+    latest = [next_run - n * WINDOW for n in range(1, 6)]
+    names = [run_name("scheduled", minute) for minute in latest]
+    states = ti.get_task_states(dag_id=stream, task_ids=["produce_tweets"], run_ids=names)
+    for name in names:
+        run = Run(name, states.get(name, {}))
+        if run.ended:
+            return not run.failed
+    return True
+
+
 def _budget(streams, stream, interval: timedelta) -> int:
     """The reruns a stream may start in one healing: its share of what its X app's rate limit leaves beyond one
     search a minute for each of the app's streams, over the healing's interval (at least one)."""
@@ -335,7 +353,7 @@ def _record_unreachable(producer, topic: str, stream, found: list[datetime], ti,
 def _log(stream: str, done: Plan, due: int) -> None:
     log.info(
         "Stream %s: %d minutes without a delivery; %d run again, %d waiting for their runs, %d left for the next "
-        "healing (rate budget), %d beyond the X API's reach (reported)",
+        "healing (the rate budget, or its latest run failed too), %d beyond the X API's reach (reported)",
         stream,
         due,
         len(done.reruns),
