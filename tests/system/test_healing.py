@@ -150,13 +150,13 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
         "--to-date",
         ahead.isoformat(),
     )
+
+    def schedule_moved_past_it() -> bool:
+        next_run = stack.api("GET", f"/api/v2/dags/{BACKFILLED['name']}")["next_dagrun_logical_date"]
+        return next_run is not None and datetime.fromisoformat(next_run) > ahead
+
     stack.wait_until(
-        lambda: (
-            stack.api("GET", f"/api/v2/dags/{BACKFILLED['name']}")["next_dagrun_logical_date"]
-            > ahead.isoformat()
-        ),
-        300,
-        f"the paused schedule to move past the backfill of {ahead:%H:%M}",
+        schedule_moved_past_it, 300, f"the paused schedule to move past the backfill of {ahead:%H:%M}"
     )
     stack.pause(False, BACKFILLED["name"])
     outage_broker.start()
