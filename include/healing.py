@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from twitter_provider.timetables import window_run_id
+
 log = logging.getLogger(__name__)
 WINDOW = timedelta(minutes=1)
 # A rerun must reach its request before X stops serving its window: it starts within this of being planned.
@@ -51,14 +53,13 @@ class Plan:
     reruns: list[dict] = field(default_factory=list)  # TriggerDagRunOperator's arguments, oldest minute first
     unreachable: list[datetime] = field(default_factory=list)  # minutes X no longer serves, newly found
     waiting: int = 0  # minutes whose run is on its way
-    later: int = (
-        0  # minutes left for a later run of the healing: beyond the rate budget, or the outage goes on
-    )
+    # minutes left for a later run of the healing: beyond the rate budget, or the outage goes on
+    later: int = 0
 
 
 def run_name(kind: str, start: datetime) -> str:
     """A run id of this package, e.g. `healing__2026-12-01T20:20--20:21Z`: the minute it is for."""
-    return f"{kind}__{start:%Y-%m-%dT%H:%M}--{start + WINDOW:%H:%M}Z"
+    return window_run_id(kind, start, start + WINDOW)
 
 
 def minute_of_run(run_id: str) -> datetime | None:
