@@ -111,7 +111,8 @@ def plan(
 def _rerun(stream: str, minute: datetime, runs: list[Run]) -> dict:
     """The trigger that runs a minute again: a failed run of this package is cleared (reset); a minute without
     one gets a healing run, with the minute's start as logical date, or, when another run has that date (a manual
-    run that wrote elsewhere), a date inside the minute."""
+    run that wrote elsewhere), a date inside the minute. Its run_after is its logical date, from which Airflow
+    infers the data interval the UI shows (the trigger's time otherwise)."""
     failed = [run for run in runs if run.ours and run.failed]
     if failed:
         return {
@@ -120,11 +121,12 @@ def _rerun(stream: str, minute: datetime, runs: list[Run]) -> dict:
             "logical_date": minute.isoformat(),
         }
     taken = any(not run.ours for run in runs)
-    logical_date = minute + timedelta(seconds=30) if taken else minute
+    logical_date = (minute + timedelta(seconds=30) if taken else minute).isoformat()
     return {
         "trigger_dag_id": stream,
         "trigger_run_id": run_name("healing", minute),
-        "logical_date": logical_date.isoformat(),
+        "logical_date": logical_date,
+        "run_after": logical_date,
     }
 
 

@@ -46,6 +46,7 @@ def test_a_minute_the_schedule_passed_by_gets_a_healing_run_with_its_start_as_lo
             "trigger_dag_id": "tweets_to_kafka",
             "trigger_run_id": "healing__2026-12-01T11:30--11:31Z",
             "logical_date": T.isoformat(),
+            "run_after": T.isoformat(),
         }
     ]
 
