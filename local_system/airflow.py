@@ -469,7 +469,7 @@ class AirflowStack:
             runs = self.dag_runs(dag_id)
             return done(runs)
 
-        self.wait_until(check, timeout, what, lambda: {run["run_id"]: run["state"] for run in runs})
+        self.wait_until(check, timeout, what, lambda: {run["dag_run_id"]: run["state"] for run in runs})
         return runs
 
     def wait_until(
