@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
-from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, topic_asset
 from include.records import RECORD_FORMATS
 from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
 from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
@@ -101,9 +101,9 @@ def tweets_to_kafka(
         execution_timeout=timedelta(minutes=20),
         show_return_value_in_logs=False,
     )
-    def fetch_tweets(**context) -> list[dict]:
-        """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
-        from include import windows
+    def fetch_tweets(**context) -> dict:
+        """Every tweet of the run's window, as records saved in the window store; returns their reference."""
+        from include import window_store, windows
         from include.records import to_record
         from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
 
@@ -120,7 +120,8 @@ def tweets_to_kafka(
         log.info(
             "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
         )
-        return [to_record(tweet, tweet["author"]) for tweet in tweets]
+        records = [to_record(tweet, tweet["author"]) for tweet in tweets]
+        return window_store.save(records, stream.name, context["run_id"], start, end)
 
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
@@ -131,10 +132,8 @@ def tweets_to_kafka(
         producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
         ledger_topic=ledger_topic,
         synchronous=False,
-        outlets=[TOPIC_ALIAS],
-        # One transactional id per stream fences every earlier try: one produce at a time. (It also keeps two
-        # first events of a new topic through the alias from colliding in Airflow 3.3.2's API server.)
-        max_active_tis_per_dag=1,
+        outlets=[topic_asset(stream.kafka_conn_id, stream.topic), TOPIC_ALIAS],  # the alias: a topic in conf
+        max_active_tis_per_dag=1,  # one transactional id per stream fences every earlier try
     )
 
 

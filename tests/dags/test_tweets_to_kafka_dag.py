@@ -72,7 +72,10 @@ def test_produce_uses_the_providers_operator_asynchronously_one_at_a_time_with_t
     assert produce.kafka_config_id == "kafka_default" and produce.synchronous is False
     assert produce.max_active_tis_per_dag == 1, "the stream's one transactional id: one produce at a time"
     assert produce.ledger_topic == "tweets-to-kafka.deliveries"
-    assert [outlet.name for outlet in produce.outlets] == ["tweets-kafka-topic"]
+    assert [outlet.name for outlet in produce.outlets] == [
+        "kafka://kafka_default/tweets-lambda1",  # the stream's topic, an asset from the parse on
+        "tweets-kafka-topic",  # the alias: the topic a run's conf names instead
+    ]
 
 
 def test_parsing_the_dag_file_does_not_import_tweepy():
