@@ -1,5 +1,5 @@
 """Every stream of the stream file (include/streams.yaml) as a DAG: the tweets of its X query, minute by
-minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it."""
+minute, to its Kafka topic. A bad entry is left out, or runs as it last was; dags/stream_file.py reports it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
 from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, topic_asset
 from include.records import RECORD_FORMATS
-from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
+from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, running_streams
 from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
     with (
         DAG(
             dag_id=stream.name,
+            dag_display_name=stream.display_name or stream.name,
             schedule=schedule,
             start_date=datetime(2026, 1, 1, tzinfo=UTC),
             catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
@@ -138,9 +139,9 @@ def tweets_to_kafka(
 
 
 try:
-    STREAMS = read_streams()
+    STREAMS = running_streams()
 except StreamFileError:
-    STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+    STREAMS = None  # no DAGs, and no last good streams: dags/stream_file.py reports why as its import error
 # A task process parses this file for its own DAG only (Airflow names it in the parsing context): it builds that
 # stream's DAG alone, so a task's start-up does not grow with the number of streams.
 _running = get_parsing_context().dag_id
