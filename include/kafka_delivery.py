@@ -214,6 +214,7 @@ class DeliveryReport:
         self.clients = clients
         self.acknowledged: Counter[str] = Counter()
         self.aborting = False
+        self.queue_full = 0  # how often a record waited for room in librdkafka's queue
 
     def __call__(self, err, msg) -> None:
         if err is None:
@@ -435,6 +436,12 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 if self.synchronous:
                     producer.flush()
             producer.flush()  # the delivery callback raises here, outside commit, if a record failed
+            if report.queue_full:
+                log.info(
+                    "librdkafka's queue was full %d times (queue.buffering.max.messages): the records waited "
+                    "for the broker to acknowledge earlier ones",
+                    report.queue_full,
+                )
             delivery = self._delivery(report.acknowledged[self.topic], transactional_id, context)
             _produce(producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition)
             if transactional_id:
@@ -512,6 +519,7 @@ def _produce(
             producer.produce(topic, key=key, value=value, partition=partition, on_delivery=report)
             return
         except BufferError:
+            report.queue_full += 1
             producer.poll(0.1)
 
 
