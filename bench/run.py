@@ -38,6 +38,7 @@ SECTIONS = (
     "memory",
     "dag_run",
     "schedule",
+    "windows",
     "streams",
 )
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
@@ -56,13 +57,14 @@ HEADLINES = {
         "catchup_vs_rate_limit",
         "transactional_ids_per_stream_day",
     ),
-    "streams": ("streams_within_freshness",),
+    "windows": ("metadata_bytes_per_window", "big_window_records_per_second"),
+    "streams": ("streams_within_freshness", "streams_vs_empty_dag_streams"),
 }
 
 
 def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
     """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
-    from bench import dag_run, fetch, memory, parse, produce, schedule, streams
+    from bench import dag_run, fetch, memory, parse, produce, schedule, streams, windows
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -101,6 +103,7 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
         section("schedule", schedule.run, settings["schedule"], log_dir)
+        section("windows", windows.run, simulator, log_dir)
         section("streams", streams.run, STREAM_COUNTS, settings["streams"], log_dir)
     headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
     if "memory" in results:
@@ -140,7 +143,7 @@ def table(results: dict[str, Any]) -> str:
     for figure in FIGURES:
         value = results[figure.key]
         met = "" if figure.meets is None else ("yes" if figure.meets(value) else "**no**")
-        lines.append(f"| {figure.label} (`{figure.key}`) | {value:.2f} | {figure.target} | {met} |")
+        lines.append(f"| {figure.label} (`{figure.key}`) | {value:,.2f} | {figure.target} | {met} |")
     memory = results["memory"]["tasks"]
     for task, sizes in memory.items():
         for size, figures in sizes.items():
