@@ -84,14 +84,13 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
             doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
         ) as stream_dag
     ):
-        tweets_to_kafka(stream, schedule, streams.budget_warning(stream), streams.delivery_ledger_topic)
+        tweets_to_kafka(stream, schedule, streams)
     return stream_dag
 
 
-def tweets_to_kafka(
-    stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None, ledger_topic: str
-) -> None:
+def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams: Streams) -> None:
     """The tasks of a stream's DAG."""
+    budget_warning, rate_limit = streams.budget_warning(stream), streams.rate_limit_per_15_minutes
     if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
         log.warning("%s", budget_warning)
 
@@ -106,6 +105,7 @@ def tweets_to_kafka(
         """Every tweet of the run's window, as records saved in the window store; returns their reference."""
         from include import window_store, windows
         from include.records import to_record
+        from include.streams import window_over_budget
         from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
 
         if budget_warning:
@@ -122,7 +122,12 @@ def tweets_to_kafka(
             "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
         )
         records = [to_record(tweet, tweet["author"]) for tweet in tweets]
-        return window_store.save(records, stream.name, context["run_id"], start, end)
+        reference = window_store.save(records, stream.name, context["run_id"], start, end)
+        if over := window_over_budget(
+            stream, rate_limit, reference["window"], len(tweets), hook.requests_made
+        ):
+            log.warning("%s", over)
+        return reference
 
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
@@ -131,7 +136,7 @@ def tweets_to_kafka(
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
         producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
-        ledger_topic=ledger_topic,
+        ledger_topic=streams.delivery_ledger_topic,
         synchronous=False,
         outlets=[topic_asset(stream.kafka_conn_id, stream.topic), TOPIC_ALIAS],  # the alias: a topic in conf
         max_active_tis_per_dag=1,  # one transactional id per stream fences every earlier try

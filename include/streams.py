@@ -94,6 +94,19 @@ class Streams:
         )
 
 
+def window_over_budget(stream: Stream, limit: int, window: str, tweets: int, requests: int) -> str | None:
+    """Why one window alone took more requests than its X app may make in 15 minutes, with its figures, or None."""
+    if requests <= limit:
+        return None
+    resets = -(-requests // limit) - 1
+    return (
+        f"Window {window} of stream {stream.name!r} took {requests} X API requests for {tweets} tweets, more than "
+        f"the {limit} that the X app of connection {stream.twitter_conn_id!r} may make in 15 minutes "
+        f"(rate_limit_per_15_minutes): it waited for at least {resets} resets of the limit, 15 minutes each, and "
+        "the other streams on that app fell behind meanwhile"
+    )
+
+
 def stream_file() -> Path:
     """The stream file in use: `TWEETS_TO_KAFKA_STREAMS` if set, else include/streams.yaml."""
     return Path(os.environ.get(STREAM_FILE_SETTING) or STREAM_FILE)

@@ -100,5 +100,7 @@ def test_the_plugins_requirements_name_the_airflow_it_is_tested_on():
 
     project = tomllib.loads((ROOT / "plugins" / "pyproject.toml").read_text())["project"]
     airflow = next(Requirement(r) for r in project["dependencies"] if r.startswith("apache-airflow"))
-    assert version("apache-airflow") in airflow.specifier, "the Airflow of constraints.txt, which the tests run"
+    assert version("apache-airflow") in airflow.specifier, (
+        "the Airflow of constraints.txt, which the tests run"
+    )
     assert not {"3.2.1", "3.3.0", "4.0.0"} & set(airflow.specifier.filter(["3.2.1", "3.3.0", "4.0.0"]))

@@ -254,3 +254,18 @@ def test_a_file_that_cannot_be_read_keeps_the_last_good_streams_running(monkeypa
     write_stream_file(path, APPLE)  # fixed, with french removed
     bag = parse(monkeypatch, path)
     assert list(bag.dags) == ["apple"] and bag.import_errors == {}
+
+
+def test_a_window_that_alone_outruns_its_apps_rate_limit_is_reported_with_its_figures():
+    from include.streams import Stream, window_over_budget
+
+    stream = Stream(**APPLE)
+    window = "[2026-12-01T20:20:00Z, 2026-12-01T20:21:00Z)"
+
+    assert window_over_budget(stream, 450, window, 45_000, 450) is None
+    assert window_over_budget(stream, 450, window, 150_000, 1500) == (
+        f"Window {window} of stream 'apple' took 1500 X API requests for 150000 tweets, more than the 450 that "
+        "the X app of connection 'twitter_default' may make in 15 minutes (rate_limit_per_15_minutes): it waited "
+        "for at least 3 resets of the limit, 15 minutes each, and the other streams on that app fell behind "
+        "meanwhile"
+    )
