@@ -227,14 +227,10 @@ def _last_good_file(path: Path) -> Path:
 def _save(streams: Streams, last_good: Path) -> None:
     """Write the streams as a stream file at `last_good`, unless it holds them already (atomically: every parse
     of the DAG file, in any process, calls this)."""
+    settings = {key: getattr(streams, key) for key in _FileSettings.model_fields if key != "streams"}
+    settings["streams"] = [stream.model_dump(exclude_defaults=True) for stream in streams.streams]
     text = f"# The last good streams of {streams.path}, as they run (include/streams.py)\n" + yaml.safe_dump(
-        {
-            "rate_limit_per_15_minutes": streams.rate_limit_per_15_minutes,
-            "delivery_ledger_topic": streams.delivery_ledger_topic,
-            "streams": [stream.model_dump(exclude_defaults=True) for stream in streams.streams],
-        },
-        sort_keys=False,
-        allow_unicode=True,
+        settings, sort_keys=False, allow_unicode=True
     )
     try:
         if last_good.exists() and last_good.read_text() == text:
