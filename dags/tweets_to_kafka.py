@@ -100,6 +100,7 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams
         max_active_tis_per_dag=None if X_API_POOL else SEARCHES_PER_STREAM,
         execution_timeout=timedelta(minutes=20),
         show_return_value_in_logs=False,
+        multiple_outputs=False,  # one XCom, the reference (a dict would be split into one XCom per key)
     )
     def fetch_tweets(**context) -> dict:
         """Every tweet of the run's window, as records saved in the window store; returns their reference."""

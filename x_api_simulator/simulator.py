@@ -505,6 +505,11 @@ class XApiSimulator:
             self._faults.clear()
             self._job_faults.clear()
 
+    def clear_rate_limits(self) -> None:
+        """Start every credential's rate-limit window afresh, with no request counted."""
+        with self._lock:
+            self._rate_windows.clear()
+
     @property
     def requests(self) -> list[dict]:
         """Copy of the request log (searches, compliance requests, uploads and downloads): method, path,
