@@ -118,7 +118,7 @@ def read_streams(path: Path | None = None) -> Streams:
     StreamFileError when the file itself is unreadable, not YAML, or has a bad top-level key."""
     path = path or stream_file()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise StreamFileError(f"Stream file {path}: {error}") from None
     try:
@@ -229,8 +229,8 @@ def _save(streams: Streams, last_good: Path) -> None:
     of the DAG file, in any process, calls this)."""
     settings = {key: getattr(streams, key) for key in _FileSettings.model_fields if key != "streams"}
     settings["streams"] = [stream.model_dump(exclude_defaults=True) for stream in streams.streams]
-    text = f"# The last good streams of {streams.path}, as they run (include/streams.py)\n" + yaml.safe_dump(
-        settings, sort_keys=False, allow_unicode=True
+    text = f"# The last good streams of {streams.path}, as they run (include/streams.py)\n" + yaml.dump(
+        settings, Dumper=_FAST_DUMPER, sort_keys=False, allow_unicode=True
     )
     try:
         if last_good.exists() and last_good.read_text() == text:
@@ -241,6 +241,20 @@ def _save(streams: Streams, last_good: Path) -> None:
         os.replace(out.name, last_good)
     except OSError:  # a read-only home: the streams run, without a stand-in for a later bad edit
         return
+
+
+# libyaml's, where PyYAML has it: the stream file and its last good version are read at every parse.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return yaml.safe_load(
+            text
+        )  # fails again, with the pure-Python loader's message, which shows the line
 
 
 _PATTERN_MISMATCH = {
