@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from include import state_folder
 from include.ledger import LEDGER_TOPIC
 
 STREAM_FILE = Path(__file__).with_name("streams.yaml")
@@ -156,12 +157,6 @@ def read_streams(path: Path | None = None) -> Streams:
         if not clashes:
             streams.streams.append(stream)
     return streams
-
-
-def state_folder() -> Path:
-    """`$AIRFLOW_HOME/tweets_to_kafka`: what the package keeps on the disk of a machine that runs it."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    return Path(home).absolute() / "tweets_to_kafka"
 
 
 def running_streams(path: Path | None = None) -> Streams:

@@ -11,13 +11,14 @@ or a folder of AIRFLOW_HOME; every worker must reach it (docs/operating.md, "Rec
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 from airflow.sdk import ObjectStoragePath, conf
+
+from include import state_folder
 
 log = logging.getLogger(__name__)
 SECTION = "tweets_to_kafka"
@@ -28,14 +29,13 @@ _decoder = msgspec.json.Decoder(dict[str, Any])
 
 def store_url() -> str:
     """The store's URL: the setting, or `file://$AIRFLOW_HOME/tweets_to_kafka/windows` on the worker's own disk."""
-    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-    default = f"file://{os.path.abspath(home)}/tweets_to_kafka/windows"
-    return (conf.get(SECTION, "window_store", fallback="") or default).rstrip("/")
+    return (conf.get(SECTION, "window_store", fallback="") or f"file://{state_folder()}/windows").rstrip("/")
 
 
 def retention() -> timedelta:
     """How long a window's file may stay when its run never delivered it (`window_store_retention_hours`)."""
-    return timedelta(hours=conf.getfloat(SECTION, "window_store_retention_hours", fallback=12))
+    hours = conf.getfloat(SECTION, "window_store_retention_hours", fallback=RETENTION / timedelta(hours=1))
+    return timedelta(hours=hours)
 
 
 def save(records: list[dict[str, Any]], dag_id: str, run_id: str, start: datetime, end: datetime) -> dict:
