@@ -138,10 +138,26 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
         420,
         f"two failed minutes of each of the first two streams, and the minute {ahead:%H:%M} to be searchable",
     )
-    backfilled = stack.backfill(
-        [(ahead, ahead + MINUTE)], {"record_format": "json"}, 300, dag_id=BACKFILLED["name"]
+    # Queued while the DAG is paused (its runs start at the unpause); the dag-processor then computes the next
+    # scheduled run from it, past the minutes between.
+    stack.cli(
+        "backfill",
+        "create",
+        "--dag-id",
+        BACKFILLED["name"],
+        "--from-date",
+        ahead.isoformat(),
+        "--to-date",
+        ahead.isoformat(),
     )
-    assert [run["state"] for run in backfilled] == ["success"], "the backfill ahead of the paused schedule"
+
+    def schedule_moved_past_it() -> bool:
+        next_run = stack.api("GET", f"/api/v2/dags/{BACKFILLED['name']}")["next_dagrun_logical_date"]
+        return next_run is not None and datetime.fromisoformat(next_run) > ahead
+
+    stack.wait_until(
+        schedule_moved_past_it, 300, f"the paused schedule to move past the backfill of {ahead:%H:%M}"
+    )
     stack.pause(False, BACKFILLED["name"])
     outage_broker.start()
     limited_x_api.clear_faults()
