@@ -42,7 +42,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
         f"Produce throughput, {results['produce']['records']:,} records of "
         f"~{results['produce']['record_bytes_mean']:.0f} B, acks=all"
     )
-    shown = [figure for figure in FIGURES if figure.charted][::-1]
+    # A figure of a section not run since it was added (`--only`) has no value yet.
+    shown = [figure for figure in FIGURES if figure.charted and figure.key in results][::-1]
     values = [results[figure.key] for figure in shown]
     colours = [
         OURS if f.meets is None else MET if f.meets(v) else MISSED for f, v in zip(shown, values, strict=True)

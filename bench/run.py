@@ -141,6 +141,9 @@ def table(results: dict[str, Any]) -> str:
         ]
         lines.append(f"| produce {name} ({records:,} records) | {figures['median']:,.0f} records/s | | |")
     for figure in FIGURES:
+        if figure.key not in results:  # its section has not run since the figure was added
+            lines.append(f"| {figure.label} (`{figure.key}`) | not measured | {figure.target} | |")
+            continue
         value = results[figure.key]
         met = "" if figure.meets is None else ("yes" if figure.meets(value) else "**no**")
         lines.append(f"| {figure.label} (`{figure.key}`) | {value:,.2f} | {figure.target} | {met} |")
