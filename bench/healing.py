@@ -24,8 +24,8 @@ from include import ledger
 from local_system import AirflowStack, KafkaBroker, XApiSimulator, connections
 from tests.helpers import read_topic, write_stream_file
 
-PORT = int(os.environ.get("BENCH_HEALING_AIRFLOW_PORT", "19780"))  # and the next port, its log server
-KAFKA_PORT = int(os.environ.get("BENCH_HEALING_KAFKA_PORT", "19792"))  # and the next, its controller
+PORT = int(os.environ.get("BENCH_HEALING_AIRFLOW_PORT", "19880"))  # and the next port, its log server
+KAFKA_PORT = int(os.environ.get("BENCH_HEALING_KAFKA_PORT", "19892"))  # and the next, its controller
 OUTAGE = timedelta(minutes=int(os.environ.get("BENCH_HEALING_OUTAGE_MINUTES", "30")))
 LIMIT, LIMIT_WINDOW = 10, 20  # requests per seconds: X Pro's 450 per 15 minutes
 RATE = 450  # posts a minute: 5 pages a window

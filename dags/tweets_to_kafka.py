@@ -1,5 +1,5 @@
 """Every stream of the stream file (include/streams.yaml) as a DAG: the tweets of its X query, minute by
-minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it."""
+minute, to its Kafka topic. A bad entry is left out, or runs as it last was; dags/stream_file.py reports it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import DAG, Param, conf, get_parsing_context, task
 
-from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, topic_asset
 from include.records import RECORD_FORMATS
-from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, read_streams
+from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, running_streams
 from twitter_provider.timetables import SearchableMinuteTimetable, search_horizon
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
     with (
         DAG(
             dag_id=stream.name,
+            dag_display_name=stream.display_name or stream.name,
             schedule=schedule,
             start_date=datetime(2026, 1, 1, tzinfo=UTC),
             catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
@@ -83,14 +84,13 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
             doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
         ) as stream_dag
     ):
-        tweets_to_kafka(stream, schedule, streams.budget_warning(stream), streams.delivery_ledger_topic)
+        tweets_to_kafka(stream, schedule, streams)
     return stream_dag
 
 
-def tweets_to_kafka(
-    stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None, ledger_topic: str
-) -> None:
+def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams: Streams) -> None:
     """The tasks of a stream's DAG."""
+    budget_warning, rate_limit = streams.budget_warning(stream), streams.rate_limit_per_15_minutes
     if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
         log.warning("%s", budget_warning)
 
@@ -100,11 +100,13 @@ def tweets_to_kafka(
         max_active_tis_per_dag=None if X_API_POOL else SEARCHES_PER_STREAM,
         execution_timeout=timedelta(minutes=20),
         show_return_value_in_logs=False,
+        multiple_outputs=False,  # one XCom, the reference (a dict would be split into one XCom per key)
     )
-    def fetch_tweets(**context) -> list[dict]:
-        """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
-        from include import windows
+    def fetch_tweets(**context) -> dict:
+        """Every tweet of the run's window, as records saved in the window store; returns their reference."""
+        from include import window_store, windows
         from include.records import to_record
+        from include.streams import window_over_budget
         from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
 
         if budget_warning:
@@ -120,7 +122,13 @@ def tweets_to_kafka(
         log.info(
             "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
         )
-        return [to_record(tweet, tweet["author"]) for tweet in tweets]
+        records = [to_record(tweet, tweet["author"]) for tweet in tweets]
+        reference = window_store.save(records, stream.name, context["run_id"], start, end)
+        if over := window_over_budget(
+            stream, rate_limit, reference["window"], len(tweets), hook.requests_made
+        ):
+            log.warning("%s", over)
+        return reference
 
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
@@ -129,19 +137,17 @@ def tweets_to_kafka(
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
         producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
-        ledger_topic=ledger_topic,
+        ledger_topic=streams.delivery_ledger_topic,
         synchronous=False,
-        outlets=[TOPIC_ALIAS],
-        # One transactional id per stream fences every earlier try: one produce at a time. (It also keeps two
-        # first events of a new topic through the alias from colliding in Airflow 3.3.2's API server.)
-        max_active_tis_per_dag=1,
+        outlets=[topic_asset(stream.kafka_conn_id, stream.topic), TOPIC_ALIAS],  # the alias: a topic in conf
+        max_active_tis_per_dag=1,  # one transactional id per stream fences every earlier try
     )
 
 
 try:
-    STREAMS = read_streams()
+    STREAMS = running_streams()
 except StreamFileError:
-    STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+    STREAMS = None  # no DAGs, and no last good streams: dags/stream_file.py reports why as its import error
 # A task process parses this file for its own DAG only (Airflow names it in the parsing context): it builds that
 # stream's DAG alone, so a task's start-up does not grow with the number of streams.
 _running = get_parsing_context().dag_id

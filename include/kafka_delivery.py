@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,11 +24,12 @@ from airflow.sdk import Asset, AssetAlias, BaseHook, Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.module_loading import import_string
 
-from include import ledger
+from include import ledger, window_store
 from include.records import serialise
 from include.windows import run_window
 
-TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")  # resolves to kafka://<bootstrap servers>/<topic>
+# The asset of a topic that a run's conf names instead of its stream's (the stream's own is a static outlet).
+TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")
 log = logging.getLogger(__name__)
 # A producer lives for one window, so its start-up counts. Once it learns the brokers, librdkafka drops its bootstrap
 # connection and waits reconnect.backoff.ms / 2 (50 ms by default) before it connects to one: 10 ms with this.
@@ -75,9 +76,16 @@ LEDGER_READ_TIMEOUT = 90.0
 LEDGER_GRANT = "Describe Read Write Create"  # Create only while the ledger does not exist yet
 
 
-def produce_records(records: Iterable[dict[str, Any]], record_format: str) -> Iterator[tuple[bytes, bytes]]:
-    """Producer function: `(tweet id, serialised record)` for each record, keyed for deduplication."""
-    for record in records:
+def topic_asset(kafka_conn_id: str, topic: str) -> Asset:
+    """A topic's asset, `kafka://<connection id>/<topic>`: the connection stands for its cluster, so that a stream's
+    asset is known when its DAG is parsed, without looking the connection up."""
+    return Asset(f"kafka://{kafka_conn_id}/{topic}")
+
+
+def produce_records(records: dict | list, record_format: str) -> Iterator[tuple[bytes, bytes]]:
+    """Producer function: `(tweet id, serialised record)` for each record of the window that `records` refers to
+    (window_store), keyed for deduplication."""
+    for record in window_store.records(records):
         yield record["tweet_id"].encode(), serialise(record, record_format)
 
 
@@ -206,6 +214,7 @@ class DeliveryReport:
         self.clients = clients
         self.acknowledged: Counter[str] = Counter()
         self.aborting = False
+        self.queue_full = 0  # how often a record waited for room in librdkafka's queue
 
     def __call__(self, err, msg) -> None:
         if err is None:
@@ -239,7 +248,9 @@ class ProduceWindowOperator(ProduceToTopicOperator):
     earlier try of the stream (`<prefix>:<dag id>`, one id per stream), reads the ledger, and succeeds without
     writing when this delivery already committed; otherwise it writes the window's records and its ledger entry
     in one transaction. Without it, delivery is at least once: the ledger entry follows the acknowledged records.
-    Either way it emits an asset event for the topic (through TOPIC_ALIAS) and returns the delivery.
+    Either way it emits an asset event for the topic: the stream's own topic is a static outlet (`topic_asset`), a
+    topic that the run's conf names instead has its event through TOPIC_ALIAS. It then removes the window's records
+    from the window store, and returns the delivery.
 
     :param ledger_topic: the delivery ledger's topic, made on first use (see include/ledger.py)
     """
@@ -272,7 +283,10 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             reader.close()
         uri = f"kafka://{clients.config['bootstrap.servers']}/{self.topic}"
         if earlier is None:
-            delivery = self._deliver(clients, producer, partition, transactional_id, context)
+            try:
+                delivery = self._deliver(clients, producer, partition, transactional_id, context)
+            except window_store.WindowGone as gone:
+                raise AirflowFailException(str(gone)) from None
             log.info("Delivered %d records to %s", delivery.records, uri)
         else:
             delivery = earlier
@@ -288,8 +302,18 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 uri,
                 earlier.committed_at.isoformat(timespec="milliseconds"),
             )
-        context["outlet_events"][TOPIC_ALIAS].add(Asset(uri))
+        self._emit_asset_event(context)
+        window_store.remove(self.producer_function_kwargs["records"], self.dag_id)
         return msgspec.to_builtins(delivery)
+
+    def _emit_asset_event(self, context: Any) -> None:
+        """Leave the event to the stream's static outlet when the run wrote its topic; otherwise give the topic's
+        event through the alias, and none to the stream's topic, which this run did not write."""
+        asset = topic_asset(self.kafka_config_id, self.topic)
+        if asset in self.outlets:
+            return
+        self.outlets = [outlet for outlet in self.outlets if not isinstance(outlet, Asset)]
+        context["outlet_events"][TOPIC_ALIAS].add(asset)
 
     def _connection(self) -> Connection:
         """The Kafka connection; fail at once, without retries, naming it, when its extra names no broker (the
@@ -412,6 +436,12 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 if self.synchronous:
                     producer.flush()
             producer.flush()  # the delivery callback raises here, outside commit, if a record failed
+            if report.queue_full:
+                log.info(
+                    "librdkafka's queue was full %d times (queue.buffering.max.messages): the records waited "
+                    "for the broker to acknowledge earlier ones",
+                    report.queue_full,
+                )
             delivery = self._delivery(report.acknowledged[self.topic], transactional_id, context)
             _produce(producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition)
             if transactional_id:
@@ -489,6 +519,7 @@ def _produce(
             producer.produce(topic, key=key, value=value, partition=partition, on_delivery=report)
             return
         except BufferError:
+            report.queue_full += 1
             producer.poll(0.1)
 
 

@@ -1,9 +1,15 @@
 """The stream file (`include/streams.yaml`, or the file that `TWEETS_TO_KAFKA_STREAMS` names): which X
-query goes to which Kafka topic, each stream one DAG. Reading it is cheap (YAML and pydantic)."""
+query goes to which Kafka topic, each stream one DAG. Reading it is cheap (YAML and pydantic).
+
+The streams that run are the file's, with its last good version standing in while the file cannot be read, for a
+stream whose entry is bad, and for a stream whose name changed (a name is a DAG id: `display_name` renames a
+stream); the last good version is kept in `$AIRFLOW_HOME/tweets_to_kafka/` of each machine that parses the file."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -14,6 +20,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from include import state_folder
 from include.ledger import LEDGER_TOPIC
 
 STREAM_FILE = Path(__file__).with_name("streams.yaml")
@@ -40,6 +47,8 @@ class Stream(BaseModel):
     retry_delay_seconds: Annotated[float, Field(gt=0)] = 20  # the first; it doubles, at most 10 minutes
     twitter_conn_id: str = "twitter_default"
     kafka_conn_id: str = "kafka_default"
+    # The name the UI shows, free to change (a stream's name is its DAG id, for life).
+    display_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
     @property
     def settle(self) -> timedelta:
@@ -69,6 +78,7 @@ class Streams:
     healing_interval_minutes: int = 5
     streams: list[Stream] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    bad_entries: set[str] = field(default_factory=set)  # the names of the entries left out for a problem
 
     def budget_warning(self, stream: Stream) -> str | None:
         """Why the streams on `stream`'s X connection cannot all fit its app's rate limit, or None."""
@@ -85,6 +95,19 @@ class Streams:
         )
 
 
+def window_over_budget(stream: Stream, limit: int, window: str, tweets: int, requests: int) -> str | None:
+    """Why one window alone took more requests than its X app may make in 15 minutes, with its figures, or None."""
+    if requests <= limit:
+        return None
+    resets = -(-requests // limit) - 1
+    return (
+        f"Window {window} of stream {stream.name!r} took {requests} X API requests for {tweets} tweets, more than "
+        f"the {limit} that the X app of connection {stream.twitter_conn_id!r} may make in 15 minutes "
+        f"(rate_limit_per_15_minutes): it waited for at least {resets} resets of the limit, 15 minutes each, and "
+        "the other streams on that app fell behind meanwhile"
+    )
+
+
 def stream_file() -> Path:
     """The stream file in use: `TWEETS_TO_KAFKA_STREAMS` if set, else include/streams.yaml."""
     return Path(os.environ.get(STREAM_FILE_SETTING) or STREAM_FILE)
@@ -96,7 +119,7 @@ def read_streams(path: Path | None = None) -> Streams:
     StreamFileError when the file itself is unreadable, not YAML, or has a bad top-level key."""
     path = path or stream_file()
     try:
-        data = yaml.safe_load(path.read_text())
+        data = _load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise StreamFileError(f"Stream file {path}: {error}") from None
     try:
@@ -119,6 +142,8 @@ def read_streams(path: Path | None = None) -> Streams:
             stream = Stream.model_validate(entry)
         except ValidationError as error:
             streams.problems += [f"{where}: {problem}" for problem in _problems(error, Stream.model_fields)]
+            if label:
+                streams.bad_entries.add(str(label))
             continue
         taken = Counter()
         for other in streams.streams:
@@ -132,6 +157,99 @@ def read_streams(path: Path | None = None) -> Streams:
         if not clashes:
             streams.streams.append(stream)
     return streams
+
+
+def running_streams(path: Path | None = None) -> Streams:
+    """The streams to run (see the module's docstring), with a problem line for every stand-in; kept as the next
+    last good version. Raise StreamFileError when the file cannot be read and no last good version exists."""
+    path = path or stream_file()
+    last_good_file = _last_good_file(path)
+    last_good = _read_last_good(last_good_file, path)
+    try:
+        streams = read_streams(path)
+    except StreamFileError as error:
+        if last_good is None:
+            raise
+        names = ", ".join(stream.name for stream in last_good.streams)
+        last_good.problems = [f"{error}; its last good streams keep running until it is fixed: {names}"]
+        return last_good
+    if last_good is not None:
+        _keep_from(streams, last_good)
+    if streams.streams:
+        _save(streams, last_good_file)
+    return streams
+
+
+def _keep_from(streams: Streams, last_good: Streams) -> None:
+    """Add the last good version of each stream that the file left out for a bad entry, or whose name it changed
+    (another stream took its topic); a stream no longer in the file at all was removed, and stays out."""
+    names = {stream.name for stream in streams.streams}
+    for old in last_good.streams:
+        if old.name in names:
+            continue
+        where = f"{streams.path}: stream {old.name!r}"
+        if old.name in streams.bad_entries:
+            streams.streams.append(old)
+            streams.problems.append(f"{where}: its last good version keeps running until the entry is fixed")
+            continue
+        taker = next((new for new in streams.streams if new.topic == old.topic), None)
+        if taker is None:
+            continue
+        streams.streams.remove(taker)
+        streams.streams.append(old)
+        streams.problems.append(
+            f"{streams.path}: stream {taker.name!r}: topic: {old.topic!r} is the topic of stream {old.name!r}, "
+            f"which left the file. A stream's name is its DAG id: a new name starts a new DAG, and {old.name!r}'s "
+            f"minutes would stop. To rename the stream, keep name: {old.name} and set display_name: {taker.name}; "
+            f"to replace it, remove {old.name!r} from the file first. {old.name!r} keeps running meanwhile"
+        )
+
+
+def _read_last_good(last_good_file: Path, path: Path) -> Streams | None:
+    try:
+        last_good = read_streams(last_good_file)
+    except StreamFileError:  # none yet (or damaged: the next good read replaces it)
+        return None
+    last_good.path = path
+    return last_good
+
+
+def _last_good_file(path: Path) -> Path:
+    digest = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:12]
+    return state_folder() / f"last-good-{path.stem}-{digest}.yaml"
+
+
+def _save(streams: Streams, last_good: Path) -> None:
+    """Write the streams as a stream file at `last_good`, unless it holds them already (atomically: every parse
+    of the DAG file, in any process, calls this)."""
+    settings = {key: getattr(streams, key) for key in _FileSettings.model_fields if key != "streams"}
+    settings["streams"] = [stream.model_dump(exclude_defaults=True) for stream in streams.streams]
+    text = f"# The last good streams of {streams.path}, as they run (include/streams.py)\n" + yaml.dump(
+        settings, Dumper=_FAST_DUMPER, sort_keys=False, allow_unicode=True
+    )
+    try:
+        if last_good.exists() and last_good.read_text() == text:
+            return
+        last_good.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=last_good.parent, delete=False, suffix=".tmp") as out:
+            out.write(text)
+        os.replace(out.name, last_good)
+    except OSError:  # a read-only home: the streams run, without a stand-in for a later bad edit
+        return
+
+
+# libyaml's, where PyYAML has it: the stream file and its last good version are read at every parse.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_FAST_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        return yaml.safe_load(
+            text
+        )  # fails again, with the pure-Python loader's message, which shows the line
 
 
 _PATTERN_MISMATCH = {

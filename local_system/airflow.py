@@ -448,14 +448,22 @@ class AirflowStack:
         self, condition: Callable[[], Any], timeout: float, what: str, status: Callable[[], Any] = lambda: ""
     ) -> Any:
         """Poll `condition` every 2 s until it returns a true value (returned); raise AirflowError naming
-        `what` (and `status()`) after `timeout`, or at once when a component exited."""
+        `what` (and `status()`) after `timeout`, or at once when a component exited. A poll that the api-server
+        does not answer in time (busy, or waiting for SQLite's lock) counts as not yet."""
         deadline = time.monotonic() + timeout
-        while not (value := condition()):
+        while not (value := self._poll(condition)):
             self.check_components()
             if time.monotonic() > deadline:
                 raise AirflowError(f"timed out after {timeout:.0f} s waiting for {what}; {status()}")
             time.sleep(2)
         return value
+
+    @staticmethod
+    def _poll(condition: Callable[[], Any]) -> Any:
+        try:
+            return condition()
+        except requests.Timeout:
+            return None
 
     def component_log(self, component: str, lines: int = 40) -> str:
         """The last lines of a component's output."""

@@ -72,7 +72,10 @@ def test_produce_uses_the_providers_operator_asynchronously_one_at_a_time_with_t
     assert produce.kafka_config_id == "kafka_default" and produce.synchronous is False
     assert produce.max_active_tis_per_dag == 1, "the stream's one transactional id: one produce at a time"
     assert produce.ledger_topic == "tweets-to-kafka.deliveries"
-    assert [outlet.name for outlet in produce.outlets] == ["tweets-kafka-topic"]
+    assert [outlet.name for outlet in produce.outlets] == [
+        "kafka://kafka_default/tweets-lambda1",  # the stream's topic, an asset from the parse on
+        "tweets-kafka-topic",  # the alias: the topic a run's conf names instead
+    ]
 
 
 def test_parsing_the_dag_file_does_not_import_tweepy():
@@ -86,3 +89,18 @@ def test_parsing_the_dag_file_does_not_import_tweepy():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_plugins_requirements_name_the_airflow_it_is_tested_on():
+    """On 3.2 the schedule's DagRunInfo lacks 3.3's defaults and the DAG silently never schedules (#68315)."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "plugins" / "pyproject.toml").read_text())["project"]
+    airflow = next(Requirement(r) for r in project["dependencies"] if r.startswith("apache-airflow"))
+    assert version("apache-airflow") in airflow.specifier, (
+        "the Airflow of constraints.txt, which the tests run"
+    )
+    assert not {"3.2.1", "3.3.0", "4.0.0"} & set(airflow.specifier.filter(["3.2.1", "3.3.0", "4.0.0"]))

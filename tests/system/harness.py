@@ -35,7 +35,8 @@ def x_api_server():
 
 @pytest.fixture
 def x_api(x_api_server):
-    """The session's X API simulator, with no faults, an empty request log and default rates and limits."""
+    """The session's X API simulator, with no faults, an empty request log, default rates and limits, and no
+    request counted against them."""
     defaults = XApiSimulator()
     settings = (
         "rate_per_minute",
@@ -53,6 +54,7 @@ def x_api(x_api_server):
         setattr(x_api_server, name, getattr(defaults, name))
     x_api_server.clear_faults()
     x_api_server.clear_requests()
+    x_api_server.clear_rate_limits()
     yield x_api_server
     x_api_server.clear_faults()
 

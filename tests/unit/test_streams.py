@@ -177,3 +177,95 @@ def test_a_task_process_builds_only_its_own_streams_dag(monkeypatch, tmp_path):
     monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "french")
 
     assert list(parse(monkeypatch, path).dags) == ["french"]
+
+
+def test_a_display_name_renames_a_stream_in_the_ui_and_keeps_its_dag(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "display_name": "iPhone en français"})
+    bag = parse(monkeypatch, path)
+
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["apple", "french"]
+    assert bag.dags["french"].dag_display_name == "iPhone en français"
+    assert bag.dags["apple"].dag_display_name == "apple"
+
+
+def test_a_new_name_on_a_streams_topic_is_refused_and_the_stream_keeps_running(monkeypatch, tmp_path):
+    """Changing a stream's name would start a new DAG and stop the old one's minutes: the old stream keeps
+    running as it was, and the import error says how to rename it."""
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "name": "iphone_fr"})
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french"]
+    assert (
+        f"{path}: stream 'iphone_fr': topic: 'tweets-fr' is the topic of stream 'french', which left the file. "
+        "A stream's name is its DAG id: a new name starts a new DAG, and 'french''s minutes would stop. To "
+        "rename the stream, keep name: french and set display_name: iphone_fr"
+    ) in import_error(bag)
+
+
+def test_a_stream_removed_from_the_file_is_removed(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE)
+    bag = parse(monkeypatch, path)
+
+    assert list(bag.dags) == ["apple"] and bag.import_errors == {}
+
+
+def test_a_bad_edit_of_a_stream_keeps_its_last_good_version_running(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "query": "iPhone lang:fr", "topic": "tweets fr"})
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french"]
+    assert bag.dags["french"].params["topic"] == "tweets-fr", "as it last was"
+    error = import_error(bag)
+    assert f"{path}: stream 'french': topic: is not a legal Kafka topic name" in error
+    assert f"{path}: stream 'french': its last good version keeps running until the entry is fixed" in error
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["streams: [\n", "stream:\n  - {name: a, query: b, topic: c}\n"],
+    ids=["invalid YAML", "unknown key"],
+)
+def test_a_file_that_cannot_be_read_keeps_the_last_good_streams_running(monkeypatch, tmp_path, text):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, {**FRENCH, "display_name": "French"})
+    parse(monkeypatch, path)
+
+    path.write_text(text)
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french"]
+    assert bag.dags["french"].dag_display_name == "French" and bag.dags["french"].timetable.look_back == 5
+    error = import_error(bag)
+    assert f"Stream file {path}: " in error
+    assert "its last good streams keep running until it is fixed: apple, french" in error
+
+    write_stream_file(path, APPLE)  # fixed, with french removed
+    bag = parse(monkeypatch, path)
+    assert list(bag.dags) == ["apple"] and bag.import_errors == {}
+
+
+def test_a_window_that_alone_outruns_its_apps_rate_limit_is_reported_with_its_figures():
+    from include.streams import Stream, window_over_budget
+
+    stream = Stream(**APPLE)
+    window = "[2026-12-01T20:20:00Z, 2026-12-01T20:21:00Z)"
+
+    assert window_over_budget(stream, 450, window, 45_000, 450) is None
+    assert window_over_budget(stream, 450, window, 150_000, 1500) == (
+        f"Window {window} of stream 'apple' took 1500 X API requests for 150000 tweets, more than the 450 that "
+        "the X app of connection 'twitter_default' may make in 15 minutes (rate_limit_per_15_minutes): it waited "
+        "for at least 3 resets of the limit, 15 minutes each, and the other streams on that app fell behind "
+        "meanwhile"
+    )
