@@ -11,9 +11,16 @@ from airflow.plugins_manager import AirflowPlugin
 from twitter_provider.timetables import SearchableMinuteTimetable
 
 log = logging.getLogger(__name__)
-# What the DAG file and its tasks import beyond Airflow: include/ with the Kafka provider and confluent-kafka, and
-# TwitterHook with tweepy (about 50 ms of each task's start-up, and 45 ms more for fetch_tweets).
-TASK_MODULES = ("include.kafka_delivery", "include.streams", "twitter_provider.hooks")
+# What the DAG files and their tasks import beyond Airflow: include/ with the Kafka provider and confluent-kafka, and
+# TwitterHook with tweepy (about 50 ms of each task's start-up, and 45 ms more for fetch_tweets); the compliance
+# task's operator and the trigger the triggerer runs.
+TASK_MODULES = (
+    "include.kafka_delivery",
+    "include.streams",
+    "include.compliance",
+    "twitter_provider.hooks",
+    "twitter_provider.triggers",
+)
 
 
 class TaskModulePreloader:
