@@ -62,6 +62,15 @@ FIGURES = (
         lambda v: v <= 1.3,
     ),
     Figure(
+        "healing_minutes_after_outage", "minutes from Kafka's return to every minute of its outage healed"
+    ),
+    Figure(
+        "healing_vs_rate_limit",
+        "healing of a 30-minute Kafka outage / the rate limit's own time",
+        "<= 1.3",
+        lambda v: v <= 1.3,
+    ),
+    Figure(
         "compliance_slot_vs_job_wall",
         "X compliance, 1,000,000 posts: worker-slot seconds / the task's wall time",
         "<= 0.5",

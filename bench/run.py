@@ -8,6 +8,8 @@ bench/results.json and bench/results.png.
 Ports: BENCH_KAFKA_PORT (19492, its controller the next port), BENCH_X_SIM_PORT (18499), and
 BENCH_AIRFLOW_PORT (19580, and the next) for the Airflow of the schedule and streams sections.
 BENCH_STREAM_COUNTS (1,5,10,20,30): the stream counts the streams section measures.
+The healing section: BENCH_HEALING_AIRFLOW_PORT (19780), BENCH_HEALING_KAFKA_PORT (19792), and
+BENCH_HEALING_OUTAGE_MINUTES (30) of Kafka down.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ SECTIONS = (
     "dag_run",
     "schedule",
     "streams",
+    "healing",
     "compliance",
 )
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
@@ -76,13 +79,14 @@ HEADLINES = {
         "transactional_ids_per_stream_day",
     ),
     "streams": ("streams_within_freshness",),
+    "healing": ("healing_minutes_after_outage", "healing_vs_rate_limit"),
     "compliance": ("compliance_ids_per_second", "compliance_slot_seconds", "compliance_slot_vs_job_wall"),
 }
 
 
 def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
     """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
-    from bench import compliance, dag_run, fetch, memory, parse, produce, schedule, streams
+    from bench import compliance, dag_run, fetch, healing, memory, parse, produce, schedule, streams
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -122,6 +126,7 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
         section("schedule", schedule.run, settings["schedule"], log_dir)
         section("streams", streams.run, STREAM_COUNTS, settings["streams"], log_dir)
+        section("healing", healing.run, log_dir)
         section("compliance", compliance.run, settings["compliance"], log_dir)
     headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
     if "memory" in results:

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from twitter_provider.timetables import window_run_id
+
 log = logging.getLogger(__name__)
 WINDOW = timedelta(minutes=1)
 # A rerun must reach its request before X stops serving its window: it starts within this of being planned.
@@ -51,12 +53,13 @@ class Plan:
     reruns: list[dict] = field(default_factory=list)  # TriggerDagRunOperator's arguments, oldest minute first
     unreachable: list[datetime] = field(default_factory=list)  # minutes X no longer serves, newly found
     waiting: int = 0  # minutes whose run is on its way
-    later: int = 0  # minutes left for a later run of the healing: beyond this run's share of the rate budget
+    # minutes left for a later run of the healing: beyond the rate budget, or the outage goes on
+    later: int = 0
 
 
 def run_name(kind: str, start: datetime) -> str:
     """A run id of this package, e.g. `healing__2026-12-01T20:20--20:21Z`: the minute it is for."""
-    return f"{kind}__{start:%Y-%m-%dT%H:%M}--{start + WINDOW:%H:%M}Z"
+    return window_run_id(kind, start, start + WINDOW)
 
 
 def minute_of_run(run_id: str) -> datetime | None:
@@ -82,10 +85,12 @@ def plan(
     due: Iterable[datetime],
     runs: dict[datetime, list[Run]],
     budget: int,
+    recovered: bool = True,
 ) -> Plan:
     """What to do for each minute of `due` (the stream's minutes since it began, before its schedule's next run,
     that have neither a delivery nor an unreachable entry in the ledger), oldest first, with at most `budget`
-    reruns.
+    reruns; none while the outage goes on (not `recovered`: the stream's latest run that ended failed), so that
+    a rerun is not spent on a Kafka or an X API still down.
 
     :param runs: the runs of those minutes, by minute
     """
@@ -96,7 +101,7 @@ def plan(
             result.waiting += 1
         elif minute < now - horizon + RERUN_MARGIN or any(run.beyond_horizon for run in minute_runs):
             result.unreachable.append(minute)
-        elif len(result.reruns) == budget:
+        elif not recovered or len(result.reruns) == budget:
             result.later += 1
         else:
             result.reruns.append(_rerun(stream, minute, minute_runs))
@@ -106,7 +111,8 @@ def plan(
 def _rerun(stream: str, minute: datetime, runs: list[Run]) -> dict:
     """The trigger that runs a minute again: a failed run of this package is cleared (reset); a minute without
     one gets a healing run, with the minute's start as logical date, or, when another run has that date (a manual
-    run that wrote elsewhere), a date inside the minute."""
+    run that wrote elsewhere), a date inside the minute. Its run_after is its logical date, from which Airflow
+    infers the data interval the UI shows (the trigger's time otherwise)."""
     failed = [run for run in runs if run.ours and run.failed]
     if failed:
         return {
@@ -115,11 +121,12 @@ def _rerun(stream: str, minute: datetime, runs: list[Run]) -> dict:
             "logical_date": minute.isoformat(),
         }
     taken = any(not run.ours for run in runs)
-    logical_date = minute + timedelta(seconds=30) if taken else minute
+    logical_date = (minute + timedelta(seconds=30) if taken else minute).isoformat()
     return {
         "trigger_dag_id": stream,
         "trigger_run_id": run_name("healing", minute),
-        "logical_date": logical_date.isoformat(),
+        "logical_date": logical_date,
+        "run_after": logical_date,
     }
 
 
@@ -196,7 +203,9 @@ def _heal_group(streams, group: list, clients, ti, now, horizon, interval, found
             and (e.outcome == "unreachable" or e.query == stream.query)
         }
         runs = _runs(ti, stream.name, sorted(due))
-        stream_plan = plan(stream.name, now, horizon, due, runs, _budget(streams, stream, interval))
+        recovered = _recovered(ti, stream.name, schedules[stream.name].next_dagrun)
+        budget = _budget(streams, stream, interval)
+        stream_plan = plan(stream.name, now, horizon, due, runs, budget, recovered)
         found["reruns"] += stream_plan.reruns
         if stream_plan.unreachable:
             producer = producer or clients.producer(None)
@@ -295,6 +304,18 @@ def _runs(ti, stream: str, due: list[datetime]) -> dict[datetime, list[Run]]:
     return runs
 
 
+def _recovered(ti, stream: str, next_run: datetime) -> bool:
+    """Whether the latest of the stream's last few scheduled runs that ended succeeded (or none ended yet)."""
+    latest = [next_run - n * WINDOW for n in range(1, 6)]
+    names = [run_name("scheduled", minute) for minute in latest]
+    states = ti.get_task_states(dag_id=stream, task_ids=["produce_tweets"], run_ids=names)
+    for name in names:
+        run = Run(name, states.get(name, {}))
+        if run.ended:
+            return not run.failed
+    return True
+
+
 def _budget(streams, stream, interval: timedelta) -> int:
     """The reruns a stream may start in one healing: its share of what its X app's rate limit leaves beyond one
     search a minute for each of the app's streams, over the healing's interval (at least one)."""
@@ -335,7 +356,7 @@ def _record_unreachable(producer, topic: str, stream, found: list[datetime], ti,
 def _log(stream: str, done: Plan, due: int) -> None:
     log.info(
         "Stream %s: %d minutes without a delivery; %d run again, %d waiting for their runs, %d left for the next "
-        "healing (rate budget), %d beyond the X API's reach (reported)",
+        "healing (the rate budget, or its latest run failed too), %d beyond the X API's reach (reported)",
         stream,
         due,
         len(done.reruns),

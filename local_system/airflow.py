@@ -167,6 +167,9 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(self.schedule_runs),
             "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": self.logging_level,
+            # A task's calls to the api-server wait 60 s, not 5: on a busy machine a slow answer to the call that
+            # starts a task would fail its try before it ran (Airflow's advice for high load).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         }
         if "x_api" in self.pools:  # the pool every stream's searches then share (see dags/tweets_to_kafka.py)
             env["AIRFLOW__TWEETS_TO_KAFKA__X_API_POOL"] = "x_api"
@@ -267,8 +270,10 @@ class AirflowStack:
 
     # Talking to it
 
-    def cli(self, *args: str, timeout: float = 120) -> str:
-        """Run `airflow <args>` against this stack and return its stdout; raise with its output on failure."""
+    def cli(self, *args: str, timeout: float = 600) -> str:
+        """Run `airflow <args>` against this stack and return its stdout; raise with its output on failure. The
+        bound is for a command that hangs: on a busy machine one takes minutes (`tasks clear` and `backfill
+        create` went past 120 s)."""
         result = subprocess.run(
             [str(BIN / "airflow"), *args],
             env=self.env,
@@ -438,7 +443,7 @@ class AirflowStack:
             runs = self.dag_runs(dag_id)
             return done(runs)
 
-        self.wait_until(check, timeout, what, lambda: {run["run_id"]: run["state"] for run in runs})
+        self.wait_until(check, timeout, what, lambda: {run["dag_run_id"]: run["state"] for run in runs})
         return runs
 
     def wait_until(

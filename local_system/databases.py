@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -17,19 +18,25 @@ PACKAGES = {"postgresql": "initdb", "redis-server": "redis-server", "docker-comp
 
 
 def install_debian_packages(*packages: str) -> None:
-    """apt-get install those of `packages` (keys of PACKAGES) that are missing; as root only."""
-    missing = [package for package in packages if not _find(PACKAGES[package])]
-    if not missing:
+    """apt-get install those of `packages` (keys of PACKAGES) that are missing; as root only. Processes that
+    need them at the same time (make test's pytest runs) wait for one install."""
+    if all(_find(PACKAGES[package]) for package in packages):
         return
-    if os.geteuid() != 0:
-        raise ServiceError(
-            f"missing Debian packages; install them as root: apt-get install {' '.join(missing)}"
-        )
-    print(f"Installing Debian packages: {' '.join(missing)}", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
-    subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)
+    (ROOT / ".artifacts").mkdir(exist_ok=True)
+    with (ROOT / ".artifacts" / "debian-packages.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [package for package in packages if not _find(PACKAGES[package])]
+        if not missing:
+            return
+        if os.geteuid() != 0:
+            raise ServiceError(
+                f"missing Debian packages; install them as root: apt-get install {' '.join(missing)}"
+            )
+        print(f"Installing Debian packages: {' '.join(missing)}", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+        subprocess.run(install, check=True, env=env, stdout=subprocess.DEVNULL)
 
 
 def _find(program: str) -> str | None:

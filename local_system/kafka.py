@@ -28,8 +28,8 @@ TOOLS = {
 
 def fetch_jars() -> None:
     """Fetch the broker's jars (local_system/pom.xml) into .kafka/libs once, and again when the pom changed, with
-    Maven; quiet unless it fails. Processes that start brokers at the same time (make test's two pytest runs)
-    wait for one fetch."""
+    Maven; quiet unless it fails. Processes that start brokers at the same time (make test's pytest runs) wait
+    for one fetch."""
     LIBS.parent.mkdir(parents=True, exist_ok=True)
     pom = hashlib.sha256(POM.read_bytes()).hexdigest()
     with (LIBS.parent / "libs.lock").open("w") as lock:

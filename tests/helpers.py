@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,14 +60,30 @@ def create_topic(
     config: dict[str, str] | None = None,
     client_config: dict | None = None,
 ) -> None:
-    """Create a topic (with topic-level `config`, if given) and wait until it exists; `client_config`: more
-    settings of the admin client (a secured broker's `admin_config`)."""
+    """Create a topic (with topic-level `config`, if given) and wait until every broker of `bootstrap` knows
+    it: the controller answers once it created the topic, and each broker learns of it from the metadata log
+    a moment later; until then it answers that the topic is unknown, with no partitions (a consumer that asked
+    it then would be assigned none). `client_config`: more settings of the admin client (a secured broker's
+    `admin_config`)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap, **(client_config or {})})
     admin.create_topics([NewTopic(topic, partitions, replication, config=config or {})])[topic].result(
         timeout=30
     )
+    deadline = time.monotonic() + 60
+    for server in bootstrap.split(","):
+        while len(partitions_known_to(server, topic, client_config)) < partitions:
+            assert time.monotonic() < deadline, f"broker {server} did not learn of topic {topic} within 60 s"
+            time.sleep(0.1)
+
+
+def partitions_known_to(server: str, topic: str, client_config: dict | None = None) -> list[int]:
+    """The partitions of a topic as one broker knows them (a new client asks its bootstrap server first)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": server, **(client_config or {})})
+    return list(admin.list_topics(topic, timeout=10).topics[topic].partitions)
 
 
 def read_topic(

@@ -40,6 +40,12 @@ def minute_of(moment: DateTime) -> DataInterval:
     return DataInterval(start, start + WINDOW)
 
 
+def window_run_id(kind: str, start: DateTime, end: DateTime) -> str:
+    """A run named by its window, e.g. `scheduled__2026-11-25T16:06--16:07Z` for [16:06, 16:07) UTC."""
+    start, end = (moment.astimezone(timezone.utc) for moment in (start, end))
+    return f"{kind}__{start:%Y-%m-%dT%H:%M}--{end:%H:%M}Z"
+
+
 class SearchableMinuteTimetable(Timetable):
     """
     One run per one-minute UTC window `[start, end)`, created once the window is searchable (`end + settle`).
@@ -131,8 +137,7 @@ class SearchableMinuteTimetable(Timetable):
             return super().generate_run_id(
                 run_type=run_type, run_after=run_after, data_interval=None, **extra
             )
-        start, end = (moment.astimezone(timezone.utc) for moment in data_interval)
-        return f"{run_type.value}__{start:%Y-%m-%dT%H:%M}--{end:%H:%M}Z"
+        return window_run_id(run_type.value, *data_interval)
 
     def serialize(self) -> dict[str, Any]:
         return {

@@ -1,5 +1,6 @@
 """Fixtures of the fault suite: the simulator on a fixed port, a broker that tests kill, the three-broker
-cluster, and the figures of every case, written to .artifacts/reliability.json at the end of the session."""
+cluster, and the figures of every case, written to .artifacts/reliability.json at the end of the session.
+Tests that stop, kill or freeze a broker (they use `own_broker` or `cluster`) are marked `broker_faults`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ SIMULATOR_PORT = int(os.environ.get("FAULTS_SIMULATOR_PORT", "18299"))
 BROKER_PORT = int(os.environ.get("FAULTS_KAFKA_PORT", "19310"))
 CLUSTER_BASE_PORT = int(os.environ.get("FAULTS_CLUSTER_BASE_PORT", "19301"))
 TOKEN = "test-bearer-token-0123456789"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by markers
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if {"own_broker", "cluster"} & set(item.fixturenames):
+            item.add_marker(pytest.mark.broker_faults)
 
 
 @pytest.fixture

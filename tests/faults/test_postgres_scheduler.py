@@ -19,6 +19,8 @@ from tests.helpers import KAFKA_CONFIG, ROOT, past_window, x_api_time
 POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
 AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))  # its worker log server takes the next one
 TOKEN = "postgres-stack-bearer-token-0123456789"
+# The backfill waits out the rate limit, minute after minute; the other test shares its stack.
+pytestmark = pytest.mark.wall_clock
 POOL_SLOTS = 4
 
 WINDOWS = 120

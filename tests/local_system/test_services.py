@@ -108,7 +108,7 @@ def test_postgres_starts_from_a_folder_only_its_owner_can_read():
 
 
 def test_brokers_started_at_once_in_a_fresh_clone_fetch_the_jars_once(tmp_path, monkeypatch):
-    """Expected: make test's two pytest runs start their brokers together in a fresh clone; the second waits
+    """Expected: make test's pytest runs start their brokers together in a fresh clone; the second waits
     for the first one's Maven fetch instead of copying into the same folder at the same time."""
     import subprocess
     import threading

@@ -1,130 +1,46 @@
 """Continuous coverage, with the real scheduler making the runs: every minute since the DAG was enabled gets
-its run, across a crash of every Airflow process, a pause, and an outage longer than the search horizon.
+its run, across a crash of every Airflow process and a pause (an outage longer than the search horizon is in
+test_horizon_outage.py, on a stack of its own, so that the two wait on the clock side by side).
 
 One stack lives through the phases in order, as a deployment would. Each phase ends with the same check: the
 scheduled runs cover every minute since the first one, each minute delivered whole (every tweet in the topic,
-by key and content) or, only past the horizon, reported and never requested; no request came before its
-window was searchable. These tests mostly wait on the clock, so `make test` runs them beside the others.
+by key and content); no request came before its window was searchable. These tests mostly wait on the clock,
+so `make test` runs them beside the others.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
-from include.records import to_record
-from local_system import AirflowStack, connections
-from tests.helpers import DAG_QUERY, KAFKA_CONFIG, ROOT, read_topic, write_stream_file, x_api_time
-from tests.system.harness import TEST_X_BEARER_TOKEN
+from tests.helpers import x_api_time
+from tests.system.coverage import (
+    LOOK_BACK,
+    MINUTE,
+    SETTLE,
+    check_coverage,
+    due_by,
+    minute,
+    scheduled_runs,
+    scheduling_stack,
+    start_of,
+    wait_until_settled,
+)
 
 pytestmark = pytest.mark.wall_clock
 
 PORT = int(os.environ.get("TEST_COVERAGE_AIRFLOW_PORT", "19180"))
-TOPIC = "tweets-lambda1"  # the scheduled runs' default
-MINUTE = timedelta(minutes=1)
-SETTLE = timedelta(seconds=30)
-LOOK_BACK = 2
 OUTAGE = 150  # seconds: at least two windows come due while Airflow is down or the DAG paused
-HORIZON = 4  # minutes, in the last phase only; the DAG keeps a minute of margin, so 3 are reachable
-SETTLED = "success", "failed"
-
-
-def minute(moment: datetime) -> datetime:
-    return moment.replace(second=0, microsecond=0)
-
-
-def start_of(run: dict) -> datetime:
-    return datetime.fromisoformat(run["data_interval_start"])
-
-
-def due_by(moment: datetime) -> datetime:
-    """The start of the last window whose run is due at `moment` (end + settle has passed)."""
-    return minute(moment - SETTLE) - MINUTE
 
 
 @pytest.fixture(scope="module")
 def stack(kafka, simulator):
     """Airflow that schedules every minute, first enabled with a look-back of two minutes."""
-    home = ROOT / ".artifacts" / f"airflow-coverage-{PORT}"
-    streams = write_stream_file(
-        home.with_name(f"{home.name}-streams.yaml"),
-        {"name": "tweets_to_kafka", "query": DAG_QUERY, "topic": TOPIC, "look_back_minutes": LOOK_BACK},
-    )
-    airflow = AirflowStack(
-        home=home,
-        port=PORT,
-        connections=connections(simulator.url, TEST_X_BEARER_TOKEN, KAFKA_CONFIG),
-        pools={"x_api": 2},
-        schedule_runs=True,
-        settings={
-            "TWEETS_TO_KAFKA_STREAMS": str(streams),
-            # A task killed with its worker is failed (then retried) a minute after its last heartbeat, not 5.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
-        },
-    )
-    with airflow:
-        airflow.enabled_at = datetime.now(UTC)
+    with scheduling_stack(PORT, simulator) as airflow:
         yield airflow
-
-
-def scheduled_runs(stack: AirflowStack) -> list[dict]:
-    return sorted((run for run in stack.dag_runs() if run["run_type"] == "scheduled"), key=start_of)
-
-
-def wait_until_settled(stack: AirflowStack, last: datetime, timeout: float = 420) -> list[dict]:
-    """Wait until the scheduled runs reach the window starting at `last` and every one up to it ended."""
-
-    def settled(runs: list[dict]) -> bool:
-        mine = [run for run in runs if run["run_type"] == "scheduled" and start_of(run) <= last]
-        return (
-            bool(mine) and max(map(start_of, mine)) == last and all(run["state"] in SETTLED for run in mine)
-        )
-
-    stack.wait_for_runs(settled, timeout, f"every scheduled run up to the window at {last:%H:%M} to end")
-    return [run for run in scheduled_runs(stack) if start_of(run) <= last]
-
-
-def fetch_logs(stack: AirflowStack, run: dict) -> str:
-    task = next(ti for ti in stack.task_instances(run["dag_run_id"]) if ti["task_id"] == "fetch_tweets")
-    return "\n".join(
-        stack.task_log(run["dag_run_id"], "fetch_tweets", n) for n in range(1, task["try_number"] + 1)
-    )
-
-
-def check_coverage(stack, simulator, runs: list[dict], unreachable: set[datetime] = frozenset()) -> None:
-    """Every minute from the first run's on has exactly one scheduled run or, past the horizon, none; each
-    run delivered its whole window, or skipped an unreachable one; the topic holds exactly those tweets;
-    no request came before its window was searchable, and none for an unreachable window."""
-    starts = [start_of(run) for run in runs]
-    minutes = [starts[0] + n * MINUTE for n in range((starts[-1] - starts[0]) // MINUTE + 1)]
-    assert len(starts) == len(set(starts)), "one scheduled run per window"
-    assert set(minutes) - set(starts) <= unreachable, "a reachable minute got no run"
-    states = {start_of(run): run["state"] for run in runs}
-    assert all(state == "success" for state in states.values()), states
-    delivered = [start for start in starts if start not in unreachable]
-
-    expected = {
-        tweet["id"].encode(): to_record(tweet, tweet["author"])
-        for start in delivered
-        for tweet in simulator.tweets_between(start, start + MINUTE, query=DAG_QUERY)
-    }
-    records = read_topic(TOPIC)
-    by_key = {key: json.loads(value) for key, value in records}
-    assert len(expected) > 20 * len(delivered), "the simulator made tweets in every window"
-    assert by_key == expected, (
-        f"lost: {len(expected.keys() - by_key.keys())}, extra: {len(by_key.keys() - expected.keys())}"
-    )
-
-    for request in simulator.requests:
-        end = datetime.fromisoformat(request["params"]["end_time"])
-        asked = datetime.fromtimestamp(request["time"], UTC)
-        assert asked >= end + timedelta(seconds=simulator.searchable_after), f"searched too early: {request}"
-        assert datetime.fromisoformat(request["params"]["start_time"]) not in unreachable, request
 
 
 def test_first_enable_starts_look_back_minutes_before_the_current_one(stack, simulator):
@@ -173,36 +89,3 @@ def test_every_window_of_a_pause_gets_its_run(stack, simulator):
     runs = wait_until_settled(stack, due_by(datetime.now(UTC)) + MINUTE)
     assert start_of(runs[-1]) - paused_after >= 3 * MINUTE, "minutes came due during the pause"
     check_coverage(stack, simulator, runs)
-
-
-@pytest.mark.timeout(900)
-def test_an_outage_past_the_horizon_reports_the_unreachable_windows_and_runs_the_rest(stack, simulator):
-    """Expected: with a search horizon of 4 minutes (3 reachable), Airflow killed for 5 minutes: the minutes
-    beyond reach at the restart are never requested, and named in a run's log, as a skipped run of its own
-    window or as the range the first run after them reports with the count in its summary; every later
-    minute is delivered."""
-    last_before = start_of(scheduled_runs(stack)[-1])
-    stack.kill()
-    stack.settings["AIRFLOW__TWEETS_TO_KAFKA__SEARCH_HORIZON_MINUTES"] = str(HORIZON)
-    simulator.search_horizon = HORIZON * 60
-    time.sleep(300)
-    stack.resume()
-
-    runs = wait_until_settled(stack, due_by(datetime.now(UTC)) + MINUTE)
-    reported: set[datetime] = set()
-    for run in (run for run in runs if start_of(run) > last_before):
-        logged = fetch_logs(stack, run)
-        if "is older than the X API's search horizon" in logged:
-            reported.add(start_of(run))
-        if gap := re.search(r"Windows \[(\S+), (\S+)\) \((\d+) minutes\) got no run", logged):
-            first, end = (datetime.fromisoformat(moment) for moment in gap.groups()[:2])
-            reported |= {first + n * MINUTE for n in range((end - first) // MINUTE)}
-            assert "Run summary: " in logged and f"; {gap.group(3)} unreachable minutes before" in logged
-    first_delivered = min(
-        start_of(run) for run in runs if start_of(run) > last_before and start_of(run) not in reported
-    )
-    left_out = {last_before + n * MINUTE for n in range(1, (first_delivered - last_before) // MINUTE)}
-
-    assert len(left_out) >= 2, "the outage put minutes beyond reach"
-    assert reported == left_out, "every minute beyond reach is named in a run's log, and no other"
-    check_coverage(stack, simulator, runs, unreachable=left_out)

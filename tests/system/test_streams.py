@@ -76,7 +76,7 @@ def wait_until_ended(stack: AirflowStack, stream: dict, windows: int, state: str
         lambda: len(first()) == windows and {run["state"] for run in first()} == {state},
         420,
         f"the first {windows} runs of {stream['name']} to end in {state}",
-        lambda: {run["run_id"]: run["state"] for run in scheduled(stack, stream)},
+        lambda: {run["dag_run_id"]: run["state"] for run in scheduled(stack, stream)},
     )
     return first()
 
@@ -162,7 +162,7 @@ def test_manual_runs_beside_the_schedule_take_a_minute_or_deliver_it_again_and_t
     assert {run["state"] for run in runs} == {"success"}
     by_start = {}
     for run in runs:
-        by_start.setdefault(datetime.fromisoformat(run["data_interval_start"]), []).append(run["run_id"])
+        by_start.setdefault(datetime.fromisoformat(run["data_interval_start"]), []).append(run["dag_run_id"])
     assert by_start[ahead] == [taking["dag_run_id"]], "the manual run took the minute's place"
     assert sorted(by_start[delivered]) == sorted(
         [again["dag_run_id"], f"scheduled__{delivered:%Y-%m-%dT%H:%M}--{delivered + MINUTE:%H:%M}Z"]

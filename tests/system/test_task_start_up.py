@@ -9,7 +9,9 @@ from local_system.service import session_members
 
 def test_the_schedulers_task_workers_start_with_the_dag_modules_imported(airflow_stack):
     """The plugin's listener imports the DAG's modules in the scheduler before it forks its LocalExecutor
-    workers, which fork each task: confluent-kafka is already loaded in every worker, so no task loads it."""
+    workers, which fork each task: confluent-kafka is already loaded in every worker, so no task loads it. The
+    executor starts `parallelism` workers and replaces a lost one (another test kills one) only when its next task
+    comes, so there may be fewer at a given moment."""
     scheduler = airflow_stack.processes["scheduler"].pid
     workers = [
         pid
@@ -17,6 +19,6 @@ def test_the_schedulers_task_workers_start_with_the_dag_modules_imported(airflow
         if "LocalExecutor" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
     ]
 
-    assert len(workers) == airflow_stack.parallelism
+    assert 0 < len(workers) <= airflow_stack.parallelism
     for pid in workers:
         assert "confluent_kafka" in Path(f"/proc/{pid}/maps").read_text(), f"worker {pid}"

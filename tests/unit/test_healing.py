@@ -21,8 +21,8 @@ def run(kind: str, minute: datetime, fetch: str | None = "success", produce: str
     return Run(run_id, states)
 
 
-def plan(due, runs=None, budget=10, now=NOW):
-    return healing.plan("tweets_to_kafka", now, HORIZON, due, runs or {}, budget)
+def plan(due, runs=None, budget=10, now=NOW, recovered=True):
+    return healing.plan("tweets_to_kafka", now, HORIZON, due, runs or {}, budget, recovered)
 
 
 def test_a_minute_whose_scheduled_run_failed_is_run_again_by_clearing_that_run():
@@ -46,6 +46,7 @@ def test_a_minute_the_schedule_passed_by_gets_a_healing_run_with_its_start_as_lo
             "trigger_dag_id": "tweets_to_kafka",
             "trigger_run_id": "healing__2026-12-01T11:30--11:31Z",
             "logical_date": T.isoformat(),
+            "run_after": T.isoformat(),
         }
     ]
 
@@ -100,6 +101,13 @@ def test_reruns_go_oldest_first_within_the_budget_and_the_rest_wait_for_the_next
 
     assert [r["logical_date"] for r in done.reruns] == [due[0].isoformat(), due[1].isoformat()]
     assert done.later == 3
+
+
+def test_while_the_streams_latest_run_fails_too_nothing_is_run_again_and_nothing_lost():
+    """The outage goes on (Kafka or X still down): a rerun now would fail as well; the minutes wait."""
+    done = plan([T, T + MINUTE], {T: [run("scheduled", T, produce="failed")]}, recovered=False)
+
+    assert (done.reruns, done.later) == ([], 2)
 
 
 def test_run_names_round_trip_and_others_are_not_the_packages():
