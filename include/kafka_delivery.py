@@ -188,10 +188,13 @@ class KafkaClients:
                 )
         return f"{prefix}:{name}"
 
-    def topic(self, reader, name: str, what: str, grant: str, config: dict[str, str], partitions: int = -1):
+    def topic(
+        self, reader, name: str, what: str, grant: str, config: dict[str, str], partitions: int = -1
+    ) -> int:
         """How many partitions topic `name` (`what` it is, e.g. "the delivery ledger") has, or 0 when this try
-        made it: with `config`, `partitions` (-1: the brokers' default) and the brokers' default replication.
-        Refused requests name the grant to add (`grant`: its operations)."""
+        made it: with `config`, `partitions` (-1: the brokers' default) and the brokers' default replication; when
+        another try made it meanwhile, the `partitions` it was made with. Refused requests name the grant to add
+        (`grant`: its operations)."""
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
@@ -209,8 +212,10 @@ class KafkaClients:
             admin.create_topics([new])[name].result(self.timeout)
         except KafkaException as exc:
             error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another try made it meanwhile
-                return len(reader.list_topics(name, self.timeout).topics[name].partitions)
+            if (
+                error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+            ):  # another try made it meanwhile, as this one would
+                return partitions
             if error.code() in (
                 KafkaError.TOPIC_AUTHORIZATION_FAILED,
                 KafkaError.CLUSTER_AUTHORIZATION_FAILED,

@@ -80,6 +80,7 @@ class ComplianceSweep(Entry, kw_only=True, frozen=True):
 
 
 _encoder = msgspec.json.Encoder()
+_decoders = {kind: msgspec.json.Decoder(kind) for kind in (Delivery, ComplianceSweep)}
 
 
 def ledger_key(stream: str, topic: str, window_start: datetime) -> bytes:
@@ -104,7 +105,7 @@ def encode(entry: Entry) -> bytes:
 
 
 def decode(value: bytes, kind: type[Entry] = Delivery) -> Entry:
-    return msgspec.json.decode(value, type=kind)
+    return _decoders[kind].decode(value)
 
 
 def partition_of(stream: str, partitions: int) -> int:
