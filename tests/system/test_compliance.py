@@ -25,7 +25,8 @@ TASK = "compliance_kafka_default"
 @pytest.fixture
 def stack(airflow_stack, x_api):
     """The session's stack with the compliance DAG parsed and unpaused, and a simulator whose compliance
-    endpoints allow every look the 2-second trigger makes."""
+    endpoints allow every look the 2-second trigger makes; a job a failed test left in progress is ended, so
+    that the next test's job gets no 409."""
     airflow_stack.wait_until(
         lambda: airflow_stack.dag_is_parsed(COMPLIANCE_DAG),
         300,
@@ -33,7 +34,10 @@ def stack(airflow_stack, x_api):
     )
     airflow_stack.pause(False, dag_id=COMPLIANCE_DAG)
     x_api.compliance_rate_limit = 100_000
-    return airflow_stack
+    yield airflow_stack
+    for job in jobs(x_api):
+        if job["status"] == "in_progress":
+            x_api.finish_compliance_job(job["id"])
 
 
 @pytest.fixture
