@@ -90,6 +90,12 @@ FIGURES = (
         lambda v: v <= 1.3,
     ),
     Figure(
+        "compliance_slot_vs_job_wall",
+        "X compliance, 1,000,000 posts: worker-slot seconds / the task's wall time",
+        "<= 0.5",
+        lambda v: v <= 0.5,
+    ),
+    Figure(
         "fetch_memory_growth_vs_records",
         "fetch_tweets memory growth / records growth",
         "<= 1",

@@ -132,7 +132,7 @@ class ProduceBenchmark:
 
         began = time.perf_counter()
         clients = KafkaClients(BaseHook.get_connection(TRANSACTIONAL_CONN_ID))
-        reader = clients.ledger_reader()
+        reader = clients.reader()
         partition, _ = clients.ledger_partition(reader, ledger.LEDGER_TOPIC, "adhoc_airflow")
         since = datetime.now(UTC) - ledger.CLOCK_MARGIN
         key = ledger.ledger_key("adhoc_airflow", "none", since)

@@ -29,8 +29,26 @@ from bench.figures import FIGURES
 from bench.services import KAFKA_CONFIG, ROOT, airflow_home, kafka_broker, subprocess_env, x_api_simulator
 
 ARTIFACTS = ROOT / ".artifacts" / "bench"
-FULL = {"records": 100_000, "produce": 7, "fetch": 9, "parse": 7, "dag_run": 3, "schedule": 12, "streams": 3}
-QUICK = {"records": 10_000, "produce": 1, "fetch": 2, "parse": 2, "dag_run": 1, "schedule": 3, "streams": 2}
+FULL = {
+    "records": 100_000,
+    "produce": 7,
+    "fetch": 9,
+    "parse": 7,
+    "dag_run": 3,
+    "schedule": 12,
+    "streams": 3,
+    "compliance": 1_000_000,
+}
+QUICK = {
+    "records": 10_000,
+    "produce": 1,
+    "fetch": 2,
+    "parse": 2,
+    "dag_run": 1,
+    "schedule": 3,
+    "streams": 2,
+    "compliance": 100_000,
+}
 SECTIONS = (
     "requests",
     "fetch",
@@ -43,6 +61,7 @@ SECTIONS = (
     "windows",
     "streams",
     "healing",
+    "compliance",
 )
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
 # The figures results.json leads with, from each section's results.
@@ -63,12 +82,13 @@ HEADLINES = {
     "windows": ("metadata_bytes_per_window", "big_window_records_per_second"),
     "streams": ("streams_within_freshness", "streams_vs_empty_dag_streams"),
     "healing": ("healing_minutes_after_outage", "healing_vs_rate_limit"),
+    "compliance": ("compliance_ids_per_second", "compliance_slot_seconds", "compliance_slot_vs_job_wall"),
 }
 
 
 def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
     """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
-    from bench import dag_run, fetch, healing, memory, parse, produce, schedule, streams, windows
+    from bench import compliance, dag_run, fetch, healing, memory, parse, produce, schedule, streams, windows
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -110,6 +130,7 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section("windows", windows.run, simulator, log_dir)
         section("streams", streams.run, STREAM_COUNTS, settings["streams"], log_dir)
         section("healing", healing.run, log_dir)
+        section("compliance", compliance.run, settings["compliance"], log_dir)
     headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
     if "memory" in results:
         growth = results["memory"]["growth_vs_records"]
@@ -152,6 +173,16 @@ def table(results: dict[str, Any]) -> str:
         value = results[figure.key]
         met = "" if figure.meets is None else ("yes" if figure.meets(value) else "**no**")
         lines.append(f"| {figure.label} (`{figure.key}`) | {value:,.2f} | {figure.target} | {met} |")
+    compliance = results["compliance"]
+    lines.append(
+        f"| X compliance, {compliance['ids']:,} posts: ids checked per second (`compliance_ids_per_second`) | "
+        f"{compliance['compliance_ids_per_second']:,} | >= 1,000 (a million in 17 minutes) | "
+        f"{'yes' if compliance['compliance_ids_per_second'] >= 1000 else '**no**'} |"
+    )
+    lines.append(
+        f"| X compliance: worker-slot seconds per job (`compliance_slot_seconds`) / the task's wall time | "
+        f"{compliance['compliance_slot_seconds']} s / {compliance['task_wall_seconds']} s | | |"
+    )
     memory = results["memory"]["tasks"]
     for task, sizes in memory.items():
         for size, figures in sizes.items():

@@ -90,8 +90,8 @@ def produce_records(records: dict | list, record_format: str) -> Iterator[tuple[
 
 
 class KafkaClients:
-    """The Kafka clients of one try, on its connection read once: the producer, the ledger's reader and (to make
-    the ledger) an admin client, through the provider's hooks. It keeps the last error librdkafka reported on any
+    """The Kafka clients of one try, on its connection read once: the producer, a reader (of the ledger, of
+    topics) and (to make a topic) an admin client, through the provider's hooks. It keeps the last error librdkafka reported on any
     of them (a refused password, a certificate it does not trust: a failed request only says "transport failure"),
     and words every failure with the connection's id."""
 
@@ -114,9 +114,11 @@ class KafkaClients:
         config = {**FAST_START, **self.config, "transactional.id": transactional_id}
         return _ProducerHook(self._with(config), self.on_error).get_producer()
 
-    def ledger_reader(self):
+    def reader(self):
+        """A consumer of committed records to the end of a partition (ledger.READER_CONFIG), used with assign():
+        no consumer group's offsets, so no group ACL."""
         config = {key: value for key, value in self.config.items() if key not in PRODUCER_ONLY}
-        config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-ledger-reader"}
+        config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-reader"}
         return _ConsumerHook(self._with(config), self.on_error, topics=[]).get_conn
 
     def admin(self):
@@ -141,40 +143,6 @@ class KafkaClients:
             f"{operations.upper().replace(' ', ', ')} on {kind} {name!r} (kafka-acls.sh --add --allow-principal "
             f"{principal} {flags} --{resource} {name}{prefixed})"
         )
-
-    def refused_ledger(self, topic: str, doing: str, reason: str) -> AirflowFailException:
-        return self.refused(f"{doing} the delivery ledger {topic!r}", reason, LEDGER_GRANT, "topic", topic)
-
-    def ledger_partition(self, reader, topic: str, stream: str) -> tuple[int, bool]:
-        """The partition of the ledger `topic` that holds a stream's entries, and whether this call made the
-        ledger (the cluster had none: then it holds no entry yet)."""
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic
-
-        try:
-            metadata = reader.list_topics(topic, self.timeout).topics[topic]
-        except KafkaException as exc:
-            raise self.failed("looking up its delivery ledger", exc.args[0], reader) from None
-        if metadata.error is None:
-            return ledger.partition_of(stream, len(metadata.partitions)), False
-        if metadata.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise self.refused_ledger(topic, "finding", metadata.error.str())
-        new = NewTopic(topic, num_partitions=1, replication_factor=-1, config=ledger.TOPIC_CONFIG)
-        admin = self.admin()  # kept: a client that is collected ends its requests
-        try:
-            admin.create_topics([new])[topic].result(self.timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another stream's try made it meanwhile
-                return 0, False
-            if error.code() in (
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-            ):
-                raise self.refused_ledger(topic, "creating", error.str()) from None
-            raise self.failed("creating its delivery ledger", error, admin) from None
-        log.info("Created the delivery ledger %r (%s)", topic, ledger.TOPIC_CONFIG)
-        return 0, True
 
     def failed(self, doing: str, error, client) -> AirflowException:
         """The error of a request of `client` that failed, with the reason librdkafka reported meanwhile: a refused
@@ -202,6 +170,152 @@ class KafkaClients:
             f"Kafka did not answer connection {self.conn_id!r} within {self.timeout:.0f} s while {doing}: {reason} "
             "(check that the brokers of its bootstrap.servers are reachable)"
         )
+
+    def transactional_id(self, name: str, unit: str) -> str | None:
+        """`<prefix>:<name>`, the one transactional id of a DAG's writes, from the connection's prefix; or None
+        (with a warning that `unit`, e.g. "this window", is written at least once) when it has none."""
+        prefix = self.config.get("transactional.id")
+        if not prefix:
+            log.warning(
+                "Connection %r has no 'transactional.id' in its extra: %s is delivered at least once (a try that "
+                "fails half-way leaves what it wrote, and its retry writes it again). Add one for exactly-once "
+                "delivery (docs/guarantees.md)",
+                self.conn_id,
+                unit,
+            )
+            return None
+        if "message.timeout.ms" in self.config:  # else librdkafka takes transaction.timeout.ms
+            message_timeout = float(self.config["message.timeout.ms"])
+            transaction_timeout = float(self.config.get("transaction.timeout.ms", 60000))
+            if message_timeout > transaction_timeout:
+                raise AirflowFailException(
+                    f"Connection {self.conn_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
+                    f"transaction.timeout.ms ({transaction_timeout:.0f}), which librdkafka refuses with a "
+                    "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most "
+                    "the brokers' transaction.max.timeout.ms, 15 minutes by default)"
+                )
+        return f"{prefix}:{name}"
+
+    def topic(
+        self, reader, name: str, what: str, grant: str, config: dict[str, str], partitions: int = -1
+    ) -> int:
+        """How many partitions topic `name` (`what` it is, e.g. "the delivery ledger") has, or 0 when this try
+        made it: with `config`, `partitions` (-1: the brokers' default) and the brokers' default replication; when
+        another try made it meanwhile, the `partitions` it was made with. Refused requests name the grant to add
+        (`grant`: its operations)."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        try:
+            topic = reader.list_topics(name, self.timeout).topics[name]
+        except KafkaException as exc:
+            raise self.failed(f"looking up {what}", exc.args[0], reader) from None
+        if topic.error is None:
+            return len(topic.partitions)
+        if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise self.refused(f"finding {what} {name!r}", topic.error.str(), grant, "topic", name)
+        new = NewTopic(name, num_partitions=partitions, replication_factor=-1, config=config)
+        admin = self.admin()  # kept: a client that is collected ends its requests
+        try:
+            admin.create_topics([new])[name].result(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if (
+                error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+            ):  # another try made it meanwhile, as this one would
+                return partitions
+            if error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                raise self.refused(f"creating {what} {name!r}", error.str(), grant, "topic", name) from None
+            raise self.failed(f"creating {what}", error, admin) from None
+        log.info("Created %s %r (%s)", what, name, config)
+        return 0
+
+    def ledger_partition(self, reader, ledger_topic: str, dag_id: str) -> tuple[int, bool]:
+        """The partition of the delivery ledger that holds `dag_id`'s entries, and whether this try made the
+        ledger (then it holds no entry yet)."""
+        partitions = self.topic(
+            reader, ledger_topic, "the delivery ledger", LEDGER_GRANT, ledger.TOPIC_CONFIG, 1
+        )
+        return (ledger.partition_of(dag_id, partitions), False) if partitions else (0, True)
+
+    def init_transactions(self, producer, transactional_id: str, topics: list[str]) -> None:
+        """Fence every earlier try that used `transactional_id` and abort its open transaction, or fail naming
+        the connection and what its principal needs (WRITE on each of `topics`)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
+            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
+            producer.list_topics(topics[0], self.timeout)
+            for name in topics:
+                topic = producer.list_topics(name, self.timeout).topics[name]
+                if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    raise self.refused(f"writes to topic {name!r}", topic.error.str(), "Write", "topic", name)
+            producer.init_transactions(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                prefix = self.config["transactional.id"]
+                refused = self.refused(
+                    f"transactional id {transactional_id!r}",
+                    error.str(),
+                    "Write Describe",
+                    "transactional-id",
+                    prefix,
+                )
+                raise AirflowFailException(
+                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
+                ) from exc
+            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
+                raise AirflowFailException(
+                    f"Kafka refused idempotent writes to connection {self.conn_id!r}: "
+                    f"{error.str().rstrip('.')}. Grant its principal IDEMPOTENT_WRITE on the cluster (kafka-acls.sh "
+                    "--add --allow-principal User:<name> --operation IdempotentWrite --cluster)"
+                ) from exc
+            raise self.failed(
+                f"starting transaction {transactional_id!r} (its brokers must host the transaction state log: "
+                "transaction.state.log.replication.factor at most the number of brokers)",
+                error,
+                producer,
+            ) from exc
+
+    def earlier_entry(
+        self,
+        reader,
+        ledger_topic: str,
+        partition: int,
+        key: bytes,
+        dag_run,
+        kind: type[ledger.Entry] = ledger.Delivery,
+    ) -> ledger.Entry | None:
+        """The ledger entry under `key` that an earlier try of this run committed since it was last cleared."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        since = (dag_run.start_date or dag_run.run_after) - ledger.CLOCK_MARGIN
+        clear_number = dag_run.clear_number or 0
+        try:
+            return ledger.find_delivery(
+                reader,
+                ledger_topic,
+                partition,
+                key,
+                since,
+                dag_run.run_id,
+                clear_number,
+                LEDGER_READ_TIMEOUT,
+                kind,
+            )
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                what = f"reading the delivery ledger {ledger_topic!r}"
+                raise self.refused(what, error.str(), LEDGER_GRANT, "topic", ledger_topic) from None
+            raise self.failed("reading its delivery ledger", error, reader) from None
+        except ledger.LedgerTimeout as exc:
+            raise AirflowException(f"Connection {self.conn_id!r}: {exc}") from None
 
 
 class DeliveryReport:
@@ -260,25 +374,19 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         self.ledger_topic = ledger_topic
 
     def execute(self, context: Any) -> dict[str, Any]:
-        clients = KafkaClients(self._connection())
-        prefix = clients.config.get("transactional.id")
-        transactional_id = f"{prefix}:{self.dag_id}" if prefix else None
-        if transactional_id:
-            self._check_timeouts(clients.config)
-        else:
-            log.warning(
-                "Connection %r has no 'transactional.id' in its extra: this window is delivered at least once "
-                "(a try that fails half-way leaves what it wrote, and its retry writes the window again). Add "
-                "one for exactly-once windows (docs/guarantees.md)",
-                self.kafka_config_id,
-            )
+        clients = KafkaClients(kafka_connection(self.kafka_config_id))
+        transactional_id = clients.transactional_id(self.dag_id, "this window")
         producer = clients.producer(transactional_id)
-        reader = clients.ledger_reader()
+        reader = clients.reader()
         try:
             partition, created = clients.ledger_partition(reader, self.ledger_topic, self.dag_id)
             if transactional_id:
-                self._init_transactions(clients, producer, transactional_id, prefix)
-            earlier = None if created else self._earlier_delivery(clients, reader, partition, context)
+                clients.init_transactions(producer, transactional_id, [self.topic])
+            start, _ = run_window(context)
+            key = ledger.ledger_key(self.dag_id, self.topic, start)
+            earlier = None
+            if not created:
+                earlier = clients.earlier_entry(reader, self.ledger_topic, partition, key, context["dag_run"])
         finally:
             reader.close()
         uri = f"kafka://{clients.config['bootstrap.servers']}/{self.topic}"
@@ -315,101 +423,6 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         self.outlets = [outlet for outlet in self.outlets if not isinstance(outlet, Asset)]
         context["outlet_events"][TOPIC_ALIAS].add(asset)
 
-    def _connection(self) -> Connection:
-        """The Kafka connection; fail at once, without retries, naming it, when its extra names no broker (the
-        provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
-        connection = BaseHook.get_connection(self.kafka_config_id)
-        if not connection.extra_dejson.get("bootstrap.servers"):
-            raise AirflowFailException(
-                f"Connection {self.kafka_config_id!r} has no 'bootstrap.servers' in its extra: set it to the "
-                'host:port list of its brokers, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
-            )
-        return connection
-
-    def _check_timeouts(self, config: dict[str, Any]) -> None:
-        """Fail naming the connection when librdkafka would refuse to make a transactional producer from it."""
-        if "message.timeout.ms" not in config:  # librdkafka then takes transaction.timeout.ms
-            return
-        message_timeout = float(config["message.timeout.ms"])
-        transaction_timeout = float(config.get("transaction.timeout.ms", 60000))
-        if message_timeout > transaction_timeout:
-            raise AirflowFailException(
-                f"Connection {self.kafka_config_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
-                f"transaction.timeout.ms ({transaction_timeout:.0f}), which librdkafka refuses with a "
-                "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most the "
-                "brokers' transaction.max.timeout.ms, 15 minutes by default)"
-            )
-
-    def _init_transactions(self, clients: KafkaClients, producer, transactional_id: str, prefix: str) -> None:
-        """Fence every earlier try of the stream and abort its open transaction, or fail naming the connection
-        and what its principal needs."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        try:
-            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
-            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
-            producer.list_topics(self.topic, clients.timeout)
-            topic = producer.list_topics(self.topic, clients.timeout).topics[self.topic]
-            if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise clients.refused(
-                    f"writes to topic {self.topic!r}", topic.error.str(), "Write", "topic", self.topic
-                )
-            producer.init_transactions(clients.timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-                refused = clients.refused(
-                    f"transactional id {transactional_id!r}",
-                    error.str(),
-                    "Write Describe",
-                    "transactional-id",
-                    prefix,
-                )
-                raise AirflowFailException(
-                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
-                ) from exc
-            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
-                raise AirflowFailException(
-                    f"Kafka refused idempotent writes to connection {self.kafka_config_id!r}: "
-                    f"{error.str().rstrip('.')}. Grant its principal IDEMPOTENT_WRITE on the cluster (kafka-acls.sh "
-                    "--add --allow-principal User:<name> --operation IdempotentWrite --cluster)"
-                ) from exc
-            raise clients.failed(
-                f"starting transaction {transactional_id!r} (its brokers must host the transaction state log: "
-                "transaction.state.log.replication.factor at most the number of brokers)",
-                error,
-                producer,
-            ) from exc
-
-    def _earlier_delivery(
-        self, clients: KafkaClients, reader, partition: int, context: Any
-    ) -> ledger.Delivery | None:
-        """This delivery's ledger entry, if an earlier try of it committed."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        dag_run = context["dag_run"]
-        start, _ = run_window(context)
-        since = (dag_run.start_date or dag_run.run_after) - ledger.CLOCK_MARGIN
-        key = ledger.ledger_key(self.dag_id, self.topic, start)
-        try:
-            return ledger.find_delivery(
-                reader,
-                self.ledger_topic,
-                partition,
-                key,
-                since,
-                dag_run.run_id,
-                dag_run.clear_number or 0,
-                LEDGER_READ_TIMEOUT,
-            )
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise clients.refused_ledger(self.ledger_topic, "reading", error.str()) from None
-            raise clients.failed("reading its delivery ledger", error, reader) from None
-        except ledger.LedgerTimeout as exc:
-            raise AirflowException(f"Connection {self.kafka_config_id!r}: {exc}") from None
-
     def _deliver(
         self, clients: KafkaClients, producer, partition: int, transactional_id: str | None, context: Any
     ) -> ledger.Delivery:
@@ -428,7 +441,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 *self.producer_function_args, **self.producer_function_kwargs
             ):
                 try:
-                    _produce(producer, self.topic, key, value, report)
+                    produce_record(producer, self.topic, key, value, report)
                 except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
                     producer.flush(5)  # its delivery report, which the callback raises, says which and why
                     raise
@@ -443,14 +456,16 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                     report.queue_full,
                 )
             delivery = self._delivery(report.acknowledged[self.topic], transactional_id, context)
-            _produce(producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition)
+            produce_record(
+                producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
+            )
             if transactional_id:
                 producer.commit_transaction()
             else:
                 producer.flush()
         except BaseException:
             if transactional_id:
-                _abort(producer, transactional_id, report)
+                abort_transaction(producer, transactional_id, report)
             raise
         if transactional_id:
             log.info(
@@ -509,7 +524,19 @@ class _ConsumerHook(_OnConnection, KafkaConsumerHook):
     pass
 
 
-def _produce(
+def kafka_connection(conn_id: str) -> Connection:
+    """A Kafka connection; fail at once, without retries, naming it, when its extra names no broker (the
+    provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
+    connection = BaseHook.get_connection(conn_id)
+    if not connection.extra_dejson.get("bootstrap.servers"):
+        raise AirflowFailException(
+            f"Connection {conn_id!r} has no 'bootstrap.servers' in its extra: set it to the "
+            'host:port list of its brokers, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
+        )
+    return connection
+
+
+def produce_record(
     producer, topic: str, key: bytes, value: bytes, report: DeliveryReport, partition: int = -1
 ) -> None:
     """Produce one record; when librdkafka's queue is full (queue.buffering.max.messages), serve delivery
@@ -523,7 +550,7 @@ def _produce(
             producer.poll(0.1)
 
 
-def _abort(producer, transactional_id: str, report: DeliveryReport) -> None:
+def abort_transaction(producer, transactional_id: str, report: DeliveryReport) -> None:
     """Abort the open transaction, so that read_committed consumers go on at once; when the producer cannot
     (fenced, the broker gone), the broker aborts it after transaction.timeout.ms or at the next try."""
     from confluent_kafka import KafkaException

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -23,6 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from include import state_folder
 from include.ledger import LEDGER_TOPIC
 
+COMPLIANCE_TOPIC = "tweets-to-kafka.compliance"  # where the compliance DAGs write their events, by default
+COMPLIANCE_DAG_PREFIX = "x_compliance_"  # the compliance DAG of an X connection: x_compliance_<its id>
+
 STREAM_FILE = Path(__file__).with_name("streams.yaml")
 STREAM_FILE_SETTING = "TWEETS_TO_KAFKA_STREAMS"  # env: another stream file, e.g. for a test stack
 REQUESTS_PER_STREAM = 15  # per 15 minutes: one search a minute, more for minutes of over 100 tweets
@@ -35,7 +39,9 @@ class Stream(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, regex_engine="python-re")
 
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,200}$")]  # the DAG id
+    name: Annotated[
+        str, Field(pattern=rf"^(?!{COMPLIANCE_DAG_PREFIX})[a-zA-Z0-9_.-]{{1,200}}$")
+    ]  # the DAG id
     query: Annotated[str, Field(pattern=r"\S", max_length=MAX_QUERY_LENGTH)]
     topic: Annotated[str, Field(pattern=KAFKA_TOPIC)]
     record_format: Literal["json", "seed"] = "json"
@@ -61,6 +67,9 @@ class _FileSettings(BaseModel):
     rate_limit_per_15_minutes: Annotated[int, Field(gt=0)] = 450  # X's Pro tier
     delivery_ledger_topic: Annotated[str, Field(pattern=KAFKA_TOPIC)] = LEDGER_TOPIC
     healing_interval_minutes: Annotated[int, Field(gt=0)] = 5
+    compliance_topic: Annotated[str, Field(pattern=KAFKA_TOPIC)] = COMPLIANCE_TOPIC
+    # a divisor of 24, at most 12: within X's 24 hours
+    compliance_every_hours: Literal[1, 2, 3, 4, 6, 8, 12] = 6
     streams: Annotated[list[Any], Field(min_length=1)]
 
 
@@ -76,9 +85,18 @@ class Streams:
     rate_limit_per_15_minutes: int
     delivery_ledger_topic: str = LEDGER_TOPIC
     healing_interval_minutes: int = 5
+    compliance_topic: str = COMPLIANCE_TOPIC
+    compliance_every_hours: int = 6
     streams: list[Stream] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     bad_entries: set[str] = field(default_factory=set)  # the names of the entries left out for a problem
+
+    def by_x_connection(self) -> dict[str, list[Stream]]:
+        """The streams of each X connection, in the file's order: each connection gets a compliance DAG."""
+        connections: dict[str, list[Stream]] = {}
+        for stream in self.streams:
+            connections.setdefault(stream.twitter_conn_id, []).append(stream)
+        return connections
 
     def budget_warning(self, stream: Stream) -> str | None:
         """Why the streams on `stream`'s X connection cannot all fit its app's rate limit, or None."""
@@ -108,6 +126,16 @@ def window_over_budget(stream: Stream, limit: int, window: str, tweets: int, req
     )
 
 
+def as_id(conn_id: str) -> str:
+    """A connection id as a part of a DAG or task id: each character those do not take becomes `_`."""
+    return re.sub(r"[^a-zA-Z0-9_.-]", "_", conn_id)
+
+
+def compliance_dag_id(twitter_conn_id: str) -> str:
+    """The id of an X connection's compliance DAG, e.g. `x_compliance_twitter_default`."""
+    return COMPLIANCE_DAG_PREFIX + as_id(twitter_conn_id)
+
+
 def stream_file() -> Path:
     """The stream file in use: `TWEETS_TO_KAFKA_STREAMS` if set, else include/streams.yaml."""
     return Path(os.environ.get(STREAM_FILE_SETTING) or STREAM_FILE)
@@ -134,7 +162,13 @@ def read_streams(path: Path | None = None) -> Streams:
         settings.rate_limit_per_15_minutes,
         settings.delivery_ledger_topic,
         settings.healing_interval_minutes,
+        settings.compliance_topic,
+        settings.compliance_every_hours,
     )
+    kept = {
+        settings.delivery_ledger_topic: "delivery_ledger_topic",
+        settings.compliance_topic: "compliance_topic",
+    }
     for index, entry in enumerate(settings.streams, start=1):
         label = entry.get("name") if isinstance(entry, dict) else None
         where = f"{path}: stream {label!r}" if label else f"{path}: stream #{index}"
@@ -153,6 +187,11 @@ def read_streams(path: Path | None = None) -> Streams:
             streams.problems.append(
                 f"{where}: {key}: {getattr(stream, key)!r} is already the {key} of an earlier stream; each "
                 f"stream needs its own"
+            )
+        if stream.topic in kept:
+            clashes.append("topic")
+            streams.problems.append(
+                f"{where}: topic: {stream.topic!r} is the file's {kept[stream.topic]}; each stream needs its own"
             )
         if not clashes:
             streams.streams.append(stream)
@@ -253,7 +292,8 @@ def _load_yaml(text: str) -> Any:
 
 
 _PATTERN_MISMATCH = {
-    "name": "must be a DAG id: 1-200 of a-z A-Z 0-9 . _ -",
+    "name": f"must be a DAG id: 1-200 of a-z A-Z 0-9 . _ -, not starting with {COMPLIANCE_DAG_PREFIX} (the "
+    "compliance DAGs' ids)",
     "query": "is blank",
     "topic": "is not a legal Kafka topic name: 1-249 of a-z A-Z 0-9 . _ -, and not '.' or '..'",
 }

@@ -362,16 +362,18 @@ class AirflowStack:
         body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": conf}
         return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
 
-    def kill_task(self, ti_id: str) -> list[int]:
+    def kill_task(self, ti_id: str, worker: bool = True) -> list[int]:
         """SIGKILL a running task instance with the LocalExecutor worker that supervises it, as a lost worker:
-        Airflow learns of it only when its heartbeat times out. Return the pids killed."""
+        Airflow learns of it only when its heartbeat times out; or (`worker` False) the task's process alone,
+        as the kernel's OOM killer would: its worker reports the try failed at once. Return the pids killed."""
         killed = []
         for entry in Path("/proc").iterdir():
             try:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except (OSError, ValueError):
                 continue
-            if entry.name.isdigit() and ti_id in title:
+            # titles: the worker's `airflow worker -- LocalExecutor: <ti id>`, the task's `airflow worker -- <ti id>`
+            if entry.name.isdigit() and ti_id in title and (worker or "LocalExecutor" not in title):
                 with suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed.append(int(entry.name))
@@ -419,14 +421,14 @@ class AirflowStack:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return self.listing(path, "task_instances", order_by="id")
 
-    def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
+    def task_tries(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         """Every try of one task instance, first try first."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
         return self.api("GET", path)["task_instances"]
 
-    def task_log(self, run_id: str, task_id: str, try_number: int) -> str:
+    def task_log(self, run_id: str, task_id: str, try_number: int, dag_id: str = DAG_ID) -> str:
         """The log of one task try, one event per line."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         content = self.api("GET", path, params={"full_content": True})["content"]
         return "\n".join(json.dumps(event) if isinstance(event, dict) else str(event) for event in content)
 

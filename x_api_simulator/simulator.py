@@ -662,9 +662,10 @@ class XApiSimulator:
         """A new version of a post, edited now on request (under the lock)."""
         return edited(post, now_ms, REQUESTED_EDIT_WORKER | len(self._edits) % 4096)
 
-    def _result_line(self, tweet_id: str, as_of_ms: int) -> dict | None:
-        """A post's result line in a tweets job finishing at ``as_of_ms``; None without an event."""
-        version = self._version(tweet_id)
+    def _result_line(self, tweet_id: str, as_of_ms: int, version: tuple | None = None) -> dict | None:
+        """A post's result line in a tweets job finishing at ``as_of_ms`` (``version``: the post's, found
+        already); None without an event."""
+        version = version or self._version(tweet_id)
         if version is None:
             return None
         post, scheduled_edit = version
@@ -1040,7 +1041,7 @@ class XApiSimulator:
         lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
         with self._lock:
             if job.active(now_ms):
-                job.ids, job.uploaded_ms = lines, now_ms
+                job.ids, job.uploaded_ms, job.resolved_ms, job.versions = lines, now_ms, None, {}
                 job.outcome = "complete"
                 if not all(X_ID.fullmatch(line) for line in lines):
                     job.outcome = "failed"
@@ -1049,7 +1050,19 @@ class XApiSimulator:
                     self._job_faults[0][1] -= 1
                     if not self._job_faults[0][1]:
                         self._job_faults.pop(0)
+                resolve = threading.Thread(target=self._resolve, args=(job, lines), daemon=True)
+                resolve.start()
         return _Answer(200, b"", {"content-type": "text/plain"})
+
+    def _resolve(self, job: Job, ids: list[str]) -> None:
+        """Find the post of each of a job's ids (a tweets job that did not fail), then mark it resolved, unless
+        another upload replaced its ids meanwhile."""
+        versions = {}
+        if job.type == "tweets" and job.outcome != "failed":
+            versions = {tweet_id: self._version(tweet_id) for tweet_id in dict.fromkeys(ids)}
+        with self._lock:
+            if job.ids is ids:
+                job.versions, job.resolved_ms = versions, _now_ms()
 
     def _download(self, job: Job, now_ms: int) -> _Answer:
         """A complete job's result lines, one JSON object a line, as of when it finished."""
@@ -1057,8 +1070,13 @@ class XApiSimulator:
             status = job.status(now_ms)
         if status != "complete":
             return _refused("NoSuchKey", f"the results of a {status} job")
-        line_of = self._result_line if job.type == "tweets" else self._user_line
-        lines = [line_of(tweet_id, job.finished_ms) for tweet_id in dict.fromkeys(job.ids)]
+        if job.type == "tweets":
+            lines = [
+                self._result_line(tweet_id, job.finished_ms, version)
+                for tweet_id, version in job.versions.items()
+            ]
+        else:
+            lines = [self._user_line(user_id, job.finished_ms) for user_id in dict.fromkeys(job.ids)]
         body = "".join(json.dumps(line) + "\n" for line in lines if line is not None)
         return _Answer(200, body.encode(), {"content-type": "application/json"})
 

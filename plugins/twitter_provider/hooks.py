@@ -170,7 +170,7 @@ class TwitterHook(BaseHook):
                 f"{self._connection_label}: host {host!r} is not an http(s) URL; "
                 f"leave it empty for the X API ({X_API_HOST}) or set e.g. http://127.0.0.1:8099"
             )
-        plain_http_allowed = self._connection.extra_dejson.get("allow_plain_http") is True
+        plain_http_allowed = conn.extra_dejson.get("allow_plain_http") is True
         if url.scheme == "http" and not _is_loopback(url.hostname or "") and not plain_http_allowed:
             raise AirflowFailException(
                 f"{self._connection_label}: host {host!r} is plain http:// to another machine, which would send "

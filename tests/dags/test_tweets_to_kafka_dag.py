@@ -1,4 +1,5 @@
-"""DAG integrity: it imports cleanly and cheaply, and is scheduled, retried and documented as intended."""
+"""DAG integrity: the stream's DAG and the compliance DAG import cleanly and cheaply, and are scheduled, retried
+and documented as intended."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ def dag(dagbag):
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == ["tweets_to_kafka", "tweets_to_kafka_healing"]
+    assert sorted(dagbag.dags) == [
+        "tweets_to_kafka",
+        "tweets_to_kafka_healing",
+        "x_compliance_twitter_default",
+    ]
 
 
 def test_the_scheduler_gets_the_searchable_minute_schedule_with_its_settings(dag):
@@ -78,11 +83,12 @@ def test_produce_uses_the_providers_operator_asynchronously_one_at_a_time_with_t
     ]
 
 
-def test_parsing_the_dag_file_does_not_import_tweepy():
-    """tweepy (and the hook) load only when fetch_tweets runs; confluent_kafka arrives through the
-    provider's operator module, which the DAG file must import to declare the task."""
+@pytest.mark.parametrize("dag_file", ["tweets_to_kafka.py", "x_compliance.py"])
+def test_parsing_the_dag_file_does_not_import_tweepy(dag_file):
+    """tweepy (and the hook) load only when fetch_tweets or the compliance task runs; confluent_kafka arrives
+    through the provider's operator module, which the DAG file must import to declare the task."""
     code = (
-        "import runpy, sys; runpy.run_path('dags/tweets_to_kafka.py');"
+        f"import runpy, sys; runpy.run_path('dags/{dag_file}');"
         "print(sorted(m for m in ('tweepy', 'twitter_provider.hooks', 'requests_oauthlib') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -104,3 +110,19 @@ def test_the_plugins_requirements_name_the_airflow_it_is_tested_on():
         "the Airflow of constraints.txt, which the tests run"
     )
     assert not {"3.2.1", "3.3.0", "4.0.0"} & set(airflow.specifier.filter(["3.2.1", "3.3.0", "4.0.0"]))
+
+
+def test_the_compliance_dag_sweeps_the_seed_stream_every_6_hours_deferrably_one_run_at_a_time(dagbag):
+    from include.compliance import ComplianceOperator
+
+    dag = dagbag.dags["x_compliance_twitter_default"]
+    assert dag.timetable.summary == "0 */6 * * *" and dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.tags and dag.doc_md and "within 24 hours" in dag.doc_md
+    (task,) = dag.tasks
+    assert isinstance(task, ComplianceOperator) and task.task_id == "compliance_kafka_default"
+    assert task.streams == {"tweets_to_kafka": "tweets-lambda1"}
+    assert (task.compliance_topic, task.ledger_topic) == (
+        "tweets-to-kafka.compliance",
+        "tweets-to-kafka.deliveries",
+    )
+    assert task.retries >= 2 and task.retry_exponential_backoff and task.execution_timeout is not None

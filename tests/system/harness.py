@@ -4,9 +4,10 @@ Fixtures (imported by tests/conftest.py, so any test can ask for them):
 - `x_api`: the X API simulator over HTTP for the whole session (port `TEST_X_SIM_PORT`, default a
   free one); faults, rates and the request log are reset before each test that uses it.
 - `airflow_stack`: one `AirflowStack` for the session on `TEST_AIRFLOW_PORT` (default 19080; the
-  worker log server takes the next port), with `twitter_default` at `x_api`, `kafka_default` at
-  the test broker, the `x_api` pool of one slot, the DAG unpaused and the scheduler's own schedule
-  off (only backfills, triggers and clears make runs). Its home, with each component's log, is
+  worker log server takes the next port), with a triggerer, `twitter_default` at `x_api`,
+  `kafka_default` at the test broker, the `x_api` pool of one slot, the DAG unpaused, compliance jobs
+  looked at every 2 s and the scheduler's own schedule off (only backfills, triggers and clears make
+  runs). Its home, with each component's log, is
   kept in `.artifacts/airflow-system-<port>/` for reading after a failure.
 """
 
@@ -49,6 +50,11 @@ def x_api(x_api_server):
         "empty_page_rate",
         "usage_cap",
         "credits",
+        "compliance_rate",
+        "compliance_processing",
+        "compliance_rate_limit",
+        "compliance_upload_ttl",
+        "compliance_download_ttl",
     )
     for name in settings:
         setattr(x_api_server, name, getattr(defaults, name))
@@ -67,8 +73,12 @@ def airflow_stack(kafka, x_api_server):
         port=TEST_AIRFLOW_PORT,
         connections=connections(x_api_server.url, x_api_server.bearer_token, KAFKA_CONFIG),
         pools={"x_api": 1},
-        # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5.
-        settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60"},
+        settings={
+            # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+            "AIRFLOW__TWEETS_TO_KAFKA__COMPLIANCE_POLL_SECONDS": "2",
+        },
+        triggerer=True,
     )
     with stack:
         yield stack

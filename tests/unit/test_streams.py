@@ -1,5 +1,6 @@
-"""The stream file: each valid stream becomes a DAG with its settings; each bad entry is left out and named,
-with its file, stream and field, in the import error a user sees; the rate budget warns when it is short."""
+"""The stream file: each valid stream becomes a DAG with its settings, and each X connection a compliance DAG
+for its streams; each bad entry is left out and named, with its file, stream and field, in the import error a
+user sees; the rate budget warns when it is short."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
     bag = parse(monkeypatch, write_stream_file(tmp_path / "streams.yaml", APPLE, other_app))
 
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default", "x_compliance_x_fr"]
     french = bag.dags["french"]
     assert {name: french.params[name] for name in french.params} == {
         "query": "iPhone lang:fr",
@@ -77,6 +78,15 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
             {**FRENCH, "look_back_minutes": -1},
             "stream 'french': look_back_minutes: Input should be greater than",
         ),
+        (
+            {**FRENCH, "name": "x_compliance_fr"},
+            "stream 'x_compliance_fr': name: must be a DAG id: 1-200 of a-z A-Z 0-9 . _ -, not starting with "
+            "x_compliance_",
+        ),
+        (
+            {**FRENCH, "topic": "tweets-to-kafka.compliance"},
+            "stream 'french': topic: 'tweets-to-kafka.compliance' is the file's compliance_topic",
+        ),
     ],
     ids=[
         "unknown key",
@@ -86,6 +96,8 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
         "illegal topic",
         "long query",
         "negative",
+        "a compliance DAG's id",
+        "the compliance topic",
     ],
 )
 def test_a_bad_entry_is_named_in_the_import_error_and_the_other_streams_stay(
@@ -96,7 +108,7 @@ def test_a_bad_entry_is_named_in_the_import_error_and_the_other_streams_stay(
     bag = parse(monkeypatch, path)
 
     assert f"{path}: {message}" in import_error(bag)
-    assert list(bag.dags) == ["apple"]
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"]
 
 
 @pytest.mark.parametrize(
@@ -141,7 +153,7 @@ def test_streams_over_the_rate_budget_are_warned_about_in_the_parse_and_every_ru
         f"per 15 minutes (15 each), more than the 60 that rate_limit_per_15_minutes in {path} allows"
     )
     assert sum(expected in line for line in caplog.messages) == 5
-    assert len(bag.dags) == 5
+    assert len(bag.dags) == 6, "5 streams and the compliance DAG of their X connection"
 
 
 def test_streams_within_the_budget_or_on_other_apps_get_no_warning(monkeypatch, tmp_path, caplog):
@@ -155,7 +167,7 @@ def test_streams_within_the_budget_or_on_other_apps_get_no_warning(monkeypatch, 
         bag = parse(monkeypatch, path)
 
     assert not [line for line in caplog.messages if "X API requests per 15 minutes" in line]
-    assert len(bag.dags) == 5 and bag.import_errors == {}
+    assert len(bag.dags) == 7 and bag.import_errors == {}, "5 streams, one compliance DAG per X connection"
 
 
 def test_searches_use_the_x_api_pool_only_where_the_deployment_names_it(monkeypatch, tmp_path):
@@ -269,3 +281,50 @@ def test_a_window_that_alone_outruns_its_apps_rate_limit_is_reported_with_its_fi
         "for at least 3 resets of the limit, 15 minutes each, and the other streams on that app fell behind "
         "meanwhile"
     )
+
+
+def test_each_x_connection_gets_a_compliance_dag_with_a_task_per_kafka_connection(monkeypatch, tmp_path):
+    """Its streams on one X connection, two of them on a second Kafka cluster: two jobs, one after the other
+    (X runs one at a time), each on the topics of its own Kafka connection; the schedule and topic from the file."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    second_cluster = {
+        "name": "de",
+        "query": "iPhone lang:de",
+        "topic": "tweets-de",
+        "kafka_conn_id": "kafka_eu",
+    }
+    french = {**FRENCH, "kafka_conn_id": "kafka_eu"}
+    path = write_stream_file(
+        tmp_path / "streams.yaml",
+        APPLE,
+        french,
+        second_cluster,
+        compliance_every_hours=4,
+        compliance_topic="x-compliance",
+    )
+
+    dag = parse(monkeypatch, path).dags["x_compliance_twitter_default"]
+
+    assert isinstance(dag.timetable, CronTriggerTimetable) and dag.timetable.summary == "0 */4 * * *"
+    assert (dag.max_active_runs, dag.catchup) == (1, False)
+    first, second = dag.get_task("compliance_kafka_default"), dag.get_task("compliance_kafka_eu")
+    assert first.streams == {"apple": "tweets-apple"}
+    assert second.streams == {"french": "tweets-fr", "de": "tweets-de"}
+    assert second.upstream_task_ids == {"compliance_kafka_default"}
+    assert (second.kafka_config_id, second.twitter_conn_id) == ("kafka_eu", "twitter_default")
+    assert second.compliance_topic == "x-compliance" == dag.params["compliance_topic"]
+    assert dag.params["streams"] == {"apple": "tweets-apple", "french": "tweets-fr", "de": "tweets-de"}
+    assert second.retries >= 2 and second.retry_exponential_backoff
+
+
+@pytest.mark.parametrize("hours", [5, 24])
+def test_a_compliance_schedule_that_does_not_divide_the_day_within_12_hours_is_refused(
+    monkeypatch, tmp_path, hours
+):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, compliance_every_hours=hours)
+
+    bag = parse(monkeypatch, path)
+
+    assert "compliance_every_hours: Input should be 1, 2, 3, 4, 6, 8 or 12" in import_error(bag)
+    assert list(bag.dags) == []
