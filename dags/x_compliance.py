@@ -1,6 +1,6 @@
 """One compliance DAG per X connection of the stream file (include/streams.yaml): every few hours, one X batch
-compliance job for the posts still stored in its streams' topics, and its result in Kafka. A bad stream file
-gives no DAG; dags/stream_file.py reports it."""
+compliance job for the posts still stored in its streams' topics, and its result in Kafka. While the stream file
+is broken, its last good streams are checked (include/streams.py); dags/stream_file.py reports the file."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from include.streams import (
     Streams,
     as_id,
     compliance_dag_id,
-    read_streams,
+    running_streams,
 )
 
 # Seconds between two looks at a running job, in the triggerer (X allows 150 a 15-minute window).
@@ -105,9 +105,9 @@ def compliance_dag(twitter_conn_id: str, streams: list[Stream], settings: Stream
 
 
 try:
-    STREAMS = read_streams()
+    STREAMS = running_streams()
 except StreamFileError:
-    STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+    STREAMS = None  # no DAGs, and no last good streams: dags/stream_file.py reports why as its import error
 _running = get_parsing_context().dag_id
 for _conn_id, _streams in (STREAMS.by_x_connection() if STREAMS else {}).items():
     if _running in (None, compliance_dag_id(_conn_id)):

@@ -199,7 +199,7 @@ def test_a_display_name_renames_a_stream_in_the_ui_and_keeps_its_dag(monkeypatch
     bag = parse(monkeypatch, path)
 
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
     assert bag.dags["french"].dag_display_name == "iPhone en français"
     assert bag.dags["apple"].dag_display_name == "apple"
 
@@ -213,7 +213,7 @@ def test_a_new_name_on_a_streams_topic_is_refused_and_the_stream_keeps_running(m
     write_stream_file(path, APPLE, {**FRENCH, "name": "iphone_fr"})
     bag = parse(monkeypatch, path)
 
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
     assert (
         f"{path}: stream 'iphone_fr': topic: 'tweets-fr' is the topic of stream 'french', which left the file. "
         "A stream's name is its DAG id: a new name starts a new DAG, and 'french''s minutes would stop. To "
@@ -228,7 +228,7 @@ def test_a_stream_removed_from_the_file_is_removed(monkeypatch, tmp_path):
     write_stream_file(path, APPLE)
     bag = parse(monkeypatch, path)
 
-    assert list(bag.dags) == ["apple"] and bag.import_errors == {}
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"] and bag.import_errors == {}
 
 
 def test_a_bad_edit_of_a_stream_keeps_its_last_good_version_running(monkeypatch, tmp_path):
@@ -238,7 +238,7 @@ def test_a_bad_edit_of_a_stream_keeps_its_last_good_version_running(monkeypatch,
     write_stream_file(path, APPLE, {**FRENCH, "query": "iPhone lang:fr", "topic": "tweets fr"})
     bag = parse(monkeypatch, path)
 
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
     assert bag.dags["french"].params["topic"] == "tweets-fr", "as it last was"
     error = import_error(bag)
     assert f"{path}: stream 'french': topic: is not a legal Kafka topic name" in error
@@ -257,7 +257,7 @@ def test_a_file_that_cannot_be_read_keeps_the_last_good_streams_running(monkeypa
     path.write_text(text)
     bag = parse(monkeypatch, path)
 
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
     assert bag.dags["french"].dag_display_name == "French" and bag.dags["french"].timetable.look_back == 5
     error = import_error(bag)
     assert f"Stream file {path}: " in error
@@ -265,7 +265,7 @@ def test_a_file_that_cannot_be_read_keeps_the_last_good_streams_running(monkeypa
 
     write_stream_file(path, APPLE)  # fixed, with french removed
     bag = parse(monkeypatch, path)
-    assert list(bag.dags) == ["apple"] and bag.import_errors == {}
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"] and bag.import_errors == {}
 
 
 def test_a_window_that_alone_outruns_its_apps_rate_limit_is_reported_with_its_figures():
