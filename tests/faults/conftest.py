@@ -19,12 +19,10 @@ from tests.faults.reliability import Case, write_figures
 from tests.helpers import KAFKA_CONFIG, ROOT, set_connection
 
 SIMULATOR_PORT = int(os.environ.get("FAULTS_SIMULATOR_PORT", "18299"))
-BROKER_PORT = int(
-    os.environ.get("FAULTS_KAFKA_PORT", "19310")
-)  # its controller the next, its proxied listener +2
+# Its controller takes the next port, its proxied listener the one after.
+BROKER_PORT = int(os.environ.get("FAULTS_KAFKA_PORT", "19310"))
 CLUSTER_BASE_PORT = int(os.environ.get("FAULTS_CLUSTER_BASE_PORT", "19301"))
-# Toxiproxy's API here and its proxies: +1 to the X API, +2 to Airflow's API server; on the broker's host, +10 its
-# API and +11 its proxy to the broker.
+# Toxiproxy's API here, +1 its proxy to the X API; on the broker's host, +10 its API and +11 its proxy to the broker.
 NETWORK_PORT = int(os.environ.get("FAULTS_NETWORK_PORT", "19700"))
 TOKEN = "test-bearer-token-0123456789"
 
@@ -97,7 +95,7 @@ def broker_proxy(broker_host, broker) -> Proxy:
 
 @pytest.fixture(scope="session")
 def toxiproxy() -> Toxiproxy:
-    """Toxiproxy on this machine, for the proxies between the tasks and the X API or Airflow's API server."""
+    """Toxiproxy on this machine, for the proxy between the tasks and the X API."""
     with Toxiproxy(NETWORK_PORT) as server:
         yield server
 

@@ -15,14 +15,14 @@ from datetime import timedelta
 import pytest
 
 from include import ledger
-from local_system import DAG_ID, AirflowStack, Postgres, XApiSimulator, connections
-from tests.faults.conftest import NETWORK_PORT
+from local_system import DAG_ID, AirflowStack, Postgres, Toxiproxy, XApiSimulator, connections
 from tests.faults.consumers import TopicWatcher, check_committed_once, when_written
 from tests.faults.reliability import SEARCH_PATH
 from tests.helpers import BOOTSTRAP, KAFKA_CONFIG, ROOT, create_topic, past_window, read_topic, x_api_time
 
 POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
-AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))  # its worker log server takes the next one
+# Its worker log server takes the next port, Toxiproxy's API the one after, the proxy to the API server the fourth.
+AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))
 TOKEN = "postgres-stack-bearer-token-0123456789"
 # The backfill waits out the rate limit, minute after minute; the other test shares its stack.
 pytestmark = pytest.mark.wall_clock
@@ -51,11 +51,13 @@ def limited_x_api():
 
 
 @pytest.fixture(scope="module")
-def execution_api(toxiproxy):
-    """The proxy between the stack's tasks and its API server (the execution API)."""
-    return toxiproxy.proxy(
-        "execution_api", listen=f"127.0.0.1:{NETWORK_PORT + 2}", upstream=f"127.0.0.1:{AIRFLOW_PORT}"
-    )
+def execution_api():
+    """The proxy between the stack's tasks and its API server (the execution API), as between workers on other
+    hosts and the API server."""
+    with Toxiproxy(AIRFLOW_PORT + 2) as toxiproxy:
+        yield toxiproxy.proxy(
+            "execution_api", listen=f"127.0.0.1:{AIRFLOW_PORT + 3}", upstream=f"127.0.0.1:{AIRFLOW_PORT}"
+        )
 
 
 @pytest.fixture(scope="module")
