@@ -175,11 +175,12 @@ def test_a_task_cut_off_from_the_api_server_longer_than_its_retry_budget_is_retr
     run_id = stack.trigger(start, {"topic": topic})["dag_run_id"]
     case.runs = 1
 
-    def produce_try(state: str) -> dict | None:
-        tries = stack.task_tries(run_id, "produce_tweets")
-        return tries[0] if tries and tries[0]["state"] == state else None
+    def produce_is(state: str) -> bool:
+        """Whether produce_tweets is in `state` (the task instance's own: its tries show no up_for_retry)."""
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/produce_tweets"
+        return stack.api("GET", path)["state"] == state
 
-    stack.wait_until(lambda: produce_try("running"), 300, "produce_tweets to run")
+    stack.wait_until(lambda: produce_is("running"), 300, "produce_tweets to run")
 
     def cut_off() -> None:
         for way in ("upstream", "downstream"):
@@ -188,7 +189,7 @@ def test_a_task_cut_off_from_the_api_server_longer_than_its_retry_budget_is_retr
     try:
         when_written(topic, BOOTSTRAP, cut_off, tweets, timeout=120)
         began = time.monotonic()
-        stack.wait_until(lambda: produce_try("up_for_retry"), 300, "the cut-off try to be failed")
+        stack.wait_until(lambda: produce_is("up_for_retry"), 300, "the cut-off try to be failed")
         case.measured["seconds_cut_off"] = round(time.monotonic() - began)
     finally:
         execution_api.toxiproxy.reset()
