@@ -460,7 +460,10 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
             )
             if transactional_id:
-                producer.commit_transaction()
+                try:  # bounded: librdkafka waits for the commit's answer as long as no broker answers
+                    producer.commit_transaction(clients.timeout)
+                except KafkaException as exc:  # committed or not, the retry finds out in the ledger
+                    raise clients.failed("committing its transaction", exc.args[0], producer) from None
             else:
                 producer.flush()
         except BaseException:
