@@ -388,7 +388,7 @@ class ComplianceOperator(BaseOperator):
             entry = ledger.encode(sweep)
             produce_record(producer, self.ledger_topic, sweep.key, entry, report, ledger_partition)
             if transactional_id:
-                producer.commit_transaction()
+                clients.commit(producer)
             else:
                 producer.flush()
         except BaseException:

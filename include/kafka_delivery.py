@@ -23,6 +23,7 @@ from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOpera
 from airflow.sdk import Asset, AssetAlias, BaseHook, Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.module_loading import import_string
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from include import ledger, window_store
 from include.records import serialise
@@ -73,6 +74,7 @@ PRODUCER_ONLY = frozenset(
 # How long a try waits to read the ledger to its end: past librdkafka's transaction.timeout.ms (60 s by default),
 # after which the broker aborts the open transaction of a producer that died.
 LEDGER_READ_TIMEOUT = 90.0
+LEDGER_READ_ATTEMPTS = 3
 LEDGER_GRANT = "Describe Read Write Create"  # Create only while the ledger does not exist yet
 
 
@@ -282,6 +284,17 @@ class KafkaClients:
                 producer,
             ) from exc
 
+    def commit(self, producer) -> None:
+        """Commit the producer's transaction, waiting for the answer at most the connection's timeout (librdkafka
+        waits as long as no broker answers); fail naming the connection, committed or not: a retry finds out in the
+        delivery ledger."""
+        from confluent_kafka import KafkaException
+
+        try:
+            producer.commit_transaction(self.timeout)
+        except KafkaException as exc:
+            raise self.failed("committing its transaction", exc.args[0], producer) from None
+
     def earlier_entry(
         self,
         reader,
@@ -296,18 +309,32 @@ class KafkaClients:
 
         since = (dag_run.start_date or dag_run.run_after) - ledger.CLOCK_MARGIN
         clear_number = dag_run.clear_number or 0
-        try:
-            return ledger.find_delivery(
-                reader,
+        # A read under way when a broker goes (its leader moving) fails with a local error; the next finds the new one.
+        retrying = Retrying(
+            retry=retry_if_exception(_passing),
+            stop=stop_after_attempt(LEDGER_READ_ATTEMPTS),
+            wait=wait_exponential(multiplier=1, max=4),
+            before_sleep=lambda state: log.warning(
+                "Reading the delivery ledger %r failed (%s); reading it again",
                 ledger_topic,
-                partition,
-                key,
-                since,
-                dag_run.run_id,
-                clear_number,
-                LEDGER_READ_TIMEOUT,
-                kind,
-            )
+                state.outcome.exception(),
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return ledger.find_delivery(
+                        reader,
+                        ledger_topic,
+                        partition,
+                        key,
+                        since,
+                        dag_run.run_id,
+                        clear_number,
+                        LEDGER_READ_TIMEOUT,
+                        kind,
+                    )
         except KafkaException as exc:
             error = exc.args[0]
             if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
@@ -460,10 +487,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
             )
             if transactional_id:
-                try:  # bounded: librdkafka waits for the commit's answer as long as no broker answers
-                    producer.commit_transaction(clients.timeout)
-                except KafkaException as exc:  # committed or not, the retry finds out in the ledger
-                    raise clients.failed("committing its transaction", exc.args[0], producer) from None
+                clients.commit(producer)
             else:
                 producer.flush()
         except BaseException:
@@ -573,6 +597,13 @@ def abort_transaction(producer, transactional_id: str, report: DeliveryReport) -
             transactional_id,
             exc.args[0].str(),
         )
+
+
+def _passing(exc: BaseException) -> bool:
+    """Whether a failed ledger read may pass on a second read: a Kafka error other than a refused grant."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    return isinstance(exc, KafkaException) and exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def _iso(moment: datetime) -> str:
