@@ -328,21 +328,7 @@ class AirflowStack:
             return all(backfill["completed_at"] for backfill in backfills)
 
         self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
-        # A run's logical date is its window's start; both ends of the range are inclusive.
-        command = ["backfill", "create", "--dag-id", dag_id, "--dag-run-conf", json.dumps(conf)]
-        command += ["--from-date", windows[0][0].isoformat(), "--to-date", windows[-1][0].isoformat()]
-        if max_active_runs is not None:
-            command += ["--max-active-runs", str(max_active_runs)]
-        for attempt in range(3):
-            try:
-                self.cli(*command)
-                break
-            except AirflowError as error:
-                # SQLite has one writer at a time; the creation is one transaction, rolled back when the
-                # scheduler holds the lock past the timeout, so trying again is safe.
-                if "database is locked" not in str(error) or attempt == 2:
-                    raise
-                time.sleep(5)
+        self.create_backfill(dag_id, windows[0][0], windows[-1][0], conf, max_active_runs)
 
         def mine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [run for run in runs if run["conf"] == conf]
@@ -354,6 +340,31 @@ class AirflowStack:
 
         runs = self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end", dag_id)
         return mine(runs)
+
+    def create_backfill(
+        self,
+        dag_id: str,
+        first: datetime,
+        last: datetime,
+        conf: dict[str, Any] | None = None,
+        max_active_runs: int | None = None,
+    ) -> None:
+        """`airflow backfill create` of the runs whose logical dates are `first` to `last` (both included)."""
+        command = ["backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat()]
+        command += ["--to-date", last.isoformat(), "--dag-run-conf", json.dumps(conf or {})]
+        if max_active_runs is not None:
+            command += ["--max-active-runs", str(max_active_runs)]
+        for attempt in range(3):
+            try:
+                self.cli(*command)
+                return
+            except AirflowError as error:
+                # SQLite: a transaction that read before it writes fails at once ("database is locked", whatever
+                # the busy timeout) when another process wrote meanwhile; the creation is rolled back whole, so
+                # trying again is safe.
+                if "database is locked" not in str(error) or attempt == 2:
+                    raise
+                time.sleep(5)
 
     def trigger(
         self, logical_date: datetime | None, conf: dict[str, Any], dag_id: str = DAG_ID
