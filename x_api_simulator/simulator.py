@@ -5,7 +5,7 @@ A FastAPI app served by uvicorn from a daemon thread. Its answers are held to X'
 (``x_api_simulator/contract/``) by tests/x_api_simulator/test_contract.py.
 
 Test controls, from Python: ``set_rate``, ``add_fault``, ``add_job_fault``, ``clear_faults``,
-``add_compliance_event``, ``compliance_events``, ``compliance_results``, ``requests``,
+``add_compliance_event``, ``clear_compliance_events``, ``compliance_events``, ``compliance_results``, ``requests``,
 ``clear_requests``, ``tweets_between``; over HTTP (JSON bodies, no auth): ``POST /_sim/rate``,
 ``POST /_sim/faults``, ``POST /_sim/compliance/job-faults``, ``DELETE /_sim/faults``,
 ``POST /_sim/compliance/events``, ``GET /_sim/compliance/events``,
@@ -550,6 +550,15 @@ class XApiSimulator:
             (self._account_events if kind in ACCOUNT_KINDS else self._events)[id] = Event(kind, now_ms)
             self._event_log.append(made)
         return dict(made)
+
+    def clear_compliance_events(self) -> None:
+        """Undo every event made on request: each post is again as generated (and a past window's pages again
+        come from one evaluation)."""
+        with self._lock:
+            self._events.clear()
+            self._account_events.clear()
+            self._edits.clear()
+            self._event_log.clear()
 
     @property
     def compliance_events(self) -> list[dict]:

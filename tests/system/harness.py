@@ -36,8 +36,8 @@ def x_api_server():
 
 @pytest.fixture
 def x_api(x_api_server):
-    """The session's X API simulator, with no faults, an empty request log, default rates and limits, and no
-    request counted against them."""
+    """The session's X API simulator, with no faults, an empty request log, default rates and limits, no
+    request counted against them, and no compliance event made by an earlier test."""
     defaults = XApiSimulator()
     settings = (
         "rate_per_minute",
@@ -61,6 +61,7 @@ def x_api(x_api_server):
     x_api_server.clear_faults()
     x_api_server.clear_requests()
     x_api_server.clear_rate_limits()
+    x_api_server.clear_compliance_events()
     yield x_api_server
     x_api_server.clear_faults()
 
