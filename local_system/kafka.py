@@ -108,9 +108,6 @@ class KafkaBroker(Service):
     """
 
     name = "kafka-broker"
-    # A bound for a broker that hangs, not its usual start (10-20 s): make test starts nine brokers at once on two
-    # cores, and a fresh clone's first JVMs took over 90 s there.
-    start_timeout = 300.0
 
     def __init__(
         self,
