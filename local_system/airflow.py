@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -322,12 +322,6 @@ class AirflowStack:
         `max_active_runs` runs at once (None: Airflow's default); return their runs, oldest first, once
         all have ended. `conf` tells them apart from other runs: give each backfill its own (its own topic).
         Airflow allows one unfinished backfill per DAG: this first waits until the previous one completed."""
-
-        def previous_completed() -> bool:
-            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
-            return all(backfill["completed_at"] for backfill in backfills)
-
-        self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
         self.create_backfill(dag_id, windows[0][0], windows[-1][0], conf, max_active_runs)
 
         def mine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -349,22 +343,38 @@ class AirflowStack:
         conf: dict[str, Any] | None = None,
         max_active_runs: int | None = None,
     ) -> None:
-        """`airflow backfill create` of the runs whose logical dates are `first` to `last` (both included)."""
+        """`airflow backfill create` of the runs whose logical dates are `first` to `last` (both included, a minute
+        apart), once the DAG's previous backfill completed (Airflow allows one unfinished backfill per DAG)."""
         command = ["backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat()]
         command += ["--to-date", last.isoformat(), "--dag-run-conf", json.dumps(conf or {})]
         if max_active_runs is not None:
             command += ["--max-active-runs", str(max_active_runs)]
+
+        def previous_completed() -> bool:
+            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
+            return all(backfill["completed_at"] for backfill in backfills)
+
+        def runs_made() -> int:
+            return sum(
+                run["run_type"] == "backfill" and first <= datetime.fromisoformat(run["logical_date"]) <= last
+                for run in self.dag_runs(dag_id)
+            )
+
+        # SQLite has one writer at a time. A creation that read before it wrote fails at once ("database is
+        # locked", whatever the busy timeout) when another process wrote meanwhile, rolled back whole; and Airflow
+        # 3.3.2 drops a run whose insert meets the lock, and still succeeds (the backfill then completes empty).
+        # Either way the runs are missing: create the backfill again.
         for attempt in range(3):
+            self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
             try:
                 self.cli(*command)
-                return
             except AirflowError as error:
-                # SQLite: a transaction that read before it writes fails at once ("database is locked", whatever
-                # the busy timeout) when another process wrote meanwhile; the creation is rolled back whole, so
-                # trying again is safe.
                 if "database is locked" not in str(error) or attempt == 2:
                     raise
-                time.sleep(5)
+                continue
+            if runs_made() > (last - first) // timedelta(minutes=1):
+                return
+        raise AirflowError(f"airflow backfill create {dag_id} [{first}, {last}] made no run three times")
 
     def trigger(
         self, logical_date: datetime | None, conf: dict[str, Any], dag_id: str = DAG_ID
