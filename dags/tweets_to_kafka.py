@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import DAG, Param, conf, get_parsing_context, task
+from airflow.sdk import DAG, Param, conf, get_parsing_context
 
+from include.fetch_window import FetchWindowOperator
 from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, topic_asset
 from include.records import RECORD_FORMATS
 from include.streams import KAFKA_TOPIC, MAX_QUERY_LENGTH, Stream, StreamFileError, Streams, running_streams
@@ -31,7 +32,8 @@ after its end). Minutes missed while Airflow was down or the DAG paused run late
 beyond the search's 7-day reach are reported by the first run after them. When first enabled, it starts
 `look_back_minutes` ({look_back_minutes}) before the current minute.
 
-- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`).
+- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`); at a
+  rate limit that lifts more than 90 s later it waits deferred, in the triggerer, and goes on from the same page.
 - **produce_tweets** writes one record per tweet through `ProduceWindowOperator` (the Kafka provider's
   `ProduceToTopicOperator`; connection `{kafka_conn_id}`), the whole window in one transaction when the
   connection has a `transactional.id`, and fails if the broker does not acknowledge every record.
@@ -94,41 +96,15 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams
     if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
         log.warning("%s", budget_warning)
 
-    # Its timeout leaves room to wait out a rate limit: X resets it within 15 minutes.
-    @task(
+    fetch_tweets = FetchWindowOperator(
+        task_id="fetch_tweets",
+        stream=stream,
+        timetable=schedule,
+        rate_limit_per_15_minutes=rate_limit,
+        budget_warning=budget_warning,
         pool=X_API_POOL or "default_pool",
         max_active_tis_per_dag=None if X_API_POOL else SEARCHES_PER_STREAM,
-        execution_timeout=timedelta(minutes=20),
-        show_return_value_in_logs=False,
-        multiple_outputs=False,  # one XCom, the reference (a dict would be split into one XCom per key)
     )
-    def fetch_tweets(**context) -> dict:
-        """Every tweet of the run's window, as records saved in the window store; returns their reference."""
-        from include import window_store, windows
-        from include.records import to_record
-        from include.streams import window_over_budget
-        from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
-
-        if budget_warning:
-            log.warning("%s", budget_warning)
-        start, end = windows.run_window(context)
-        unreachable = windows.unreachable_before(context, start, schedule)  # reported before any skip
-        windows.wait_until_searchable(end, schedule)
-        hook = TwitterHook(stream.twitter_conn_id)
-        try:
-            tweets = hook.search_window(context["params"]["query"], start, end, horizon=schedule.horizon)
-        except BeyondSearchHorizon as beyond:
-            windows.skip_beyond_horizon(start, end, beyond)
-        log.info(
-            "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
-        )
-        records = [to_record(tweet, tweet["author"]) for tweet in tweets]
-        reference = window_store.save(records, stream.name, context["run_id"], start, end)
-        if over := window_over_budget(
-            stream, rate_limit, reference["window"], len(tweets), hook.requests_made
-        ):
-            log.warning("%s", over)
-        return reference
 
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
@@ -136,7 +112,10 @@ def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams
         kafka_config_id=stream.kafka_conn_id,
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
-        producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
+        producer_function_kwargs={
+            "records": fetch_tweets.output,
+            "record_format": "{{ params.record_format }}",
+        },
         ledger_topic=streams.delivery_ledger_topic,
         synchronous=False,
         outlets=[topic_asset(stream.kafka_conn_id, stream.topic), TOPIC_ALIAS],  # the alias: a topic in conf
