@@ -33,7 +33,6 @@ from include import ledger
 from include.kafka_delivery import (
     DeliveryReport,
     KafkaClients,
-    abort_transaction,
     kafka_connection,
     produce_record,
 )
@@ -347,8 +346,6 @@ class ComplianceOperator(BaseOperator):
     def _write(self, context: Any, hook, job: dict[str, Any], ids_checked: int) -> dict[str, Any]:
         """Write a complete job's result once: its tombstones, its events and its ledger entry in one transaction
         (or, without a transactional id, the entry once the broker acknowledged the rest)."""
-        from confluent_kafka import KafkaException
-
         streams = self._streams(context)
         compliance_topic = context["params"].get("compliance_topic") or self.compliance_topic
         clients = KafkaClients(kafka_connection(self.kafka_config_id))
@@ -371,15 +368,9 @@ class ComplianceOperator(BaseOperator):
             reader.close()
         records = self._records(results, held, streams, compliance_topic, job["id"])
         report = DeliveryReport(clients)
-        if transactional_id:
-            producer.begin_transaction()
-        try:
+        with clients.transaction(producer, transactional_id, report):
             for topic, key, value, partition in records:
-                try:
-                    produce_record(producer, topic, key, value, report, partition)
-                except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
-                    producer.flush(5)  # its delivery report, which the callback raises, says which and why
-                    raise
+                produce_record(producer, topic, key, value, report, partition)
                 producer.poll(0)
             producer.flush()  # the delivery callback raises here, outside commit, if a record failed
             sweep = self._sweep(
@@ -387,14 +378,6 @@ class ComplianceOperator(BaseOperator):
             )
             entry = ledger.encode(sweep)
             produce_record(producer, self.ledger_topic, sweep.key, entry, report, ledger_partition)
-            if transactional_id:
-                clients.commit(producer)
-            else:
-                producer.flush()
-        except BaseException:
-            if transactional_id:
-                abort_transaction(producer, transactional_id, report)
-            raise
         log.info(
             "Wrote X compliance job %s's result: %d of %d posts had an event; tombstones %s, events to %r",
             job["id"],

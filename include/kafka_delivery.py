@@ -12,6 +12,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -295,6 +296,23 @@ class KafkaClients:
         except KafkaException as exc:
             raise self.failed("committing its transaction", exc.args[0], producer) from None
 
+    @contextmanager
+    def transaction(self, producer, transactional_id: str | None, report: DeliveryReport) -> Iterator[None]:
+        """The records the block produces in one transaction when `transactional_id` is set: begun, committed at the
+        block's end (`commit`), aborted when the block raises; without one, flushed at its end."""
+        if transactional_id:
+            producer.begin_transaction()
+        try:
+            yield
+            if transactional_id:
+                self.commit(producer)
+            else:
+                producer.flush()
+        except BaseException:
+            if transactional_id:
+                abort_transaction(producer, transactional_id, report)
+            raise
+
     def earlier_entry(
         self,
         reader,
@@ -455,23 +473,15 @@ class ProduceWindowOperator(ProduceToTopicOperator):
     ) -> ledger.Delivery:
         """Write the window's records and its ledger entry: in one transaction, or (without a transactional id)
         the entry once the broker acknowledged every record."""
-        from confluent_kafka import KafkaException
-
         report = DeliveryReport(clients)
         self.delivery_callback = report
         if isinstance(self.producer_function, str):
             self.producer_function = import_string(self.producer_function)
-        if transactional_id:
-            producer.begin_transaction()
-        try:
+        with clients.transaction(producer, transactional_id, report):
             for key, value in self.producer_function(
                 *self.producer_function_args, **self.producer_function_kwargs
             ):
-                try:
-                    produce_record(producer, self.topic, key, value, report)
-                except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
-                    producer.flush(5)  # its delivery report, which the callback raises, says which and why
-                    raise
+                produce_record(producer, self.topic, key, value, report)
                 producer.poll(self.poll_timeout)
                 if self.synchronous:
                     producer.flush()
@@ -486,14 +496,6 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             produce_record(
                 producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
             )
-            if transactional_id:
-                clients.commit(producer)
-            else:
-                producer.flush()
-        except BaseException:
-            if transactional_id:
-                abort_transaction(producer, transactional_id, report)
-            raise
         if transactional_id:
             log.info(
                 "Committed transaction %r: %d records and the window's ledger entry",
@@ -568,6 +570,8 @@ def produce_record(
 ) -> None:
     """Produce one record; when librdkafka's queue is full (queue.buffering.max.messages), serve delivery
     reports until it has room."""
+    from confluent_kafka import KafkaException
+
     while True:
         try:
             producer.produce(topic, key=key, value=value, partition=partition, on_delivery=report)
@@ -575,6 +579,9 @@ def produce_record(
         except BufferError:
             report.queue_full += 1
             producer.poll(0.1)
+        except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
+            producer.flush(5)  # its delivery report, which the callback raises, says which and why
+            raise
 
 
 def abort_transaction(producer, transactional_id: str, report: DeliveryReport) -> None:
