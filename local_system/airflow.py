@@ -354,9 +354,11 @@ class AirflowStack:
             backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
             return all(backfill["completed_at"] for backfill in backfills)
 
-        def runs_made() -> int:
+        def runs_made() -> int:  # by this backfill: an earlier one's run of a minute keeps its own conf
             return sum(
-                run["run_type"] == "backfill" and first <= datetime.fromisoformat(run["logical_date"]) <= last
+                run["run_type"] == "backfill"
+                and run["conf"] == (conf or {})
+                and first <= datetime.fromisoformat(run["logical_date"]) <= last
                 for run in self.dag_runs(dag_id)
             )
 

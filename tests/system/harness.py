@@ -3,6 +3,8 @@
 Fixtures (imported by tests/conftest.py, so any test can ask for them):
 - `x_api`: the X API simulator over HTTP for the whole session (port `TEST_X_SIM_PORT`, default a
   free one); faults, rates and the request log are reset before each test that uses it.
+- `unused_windows(stack, minutes_ago, count)`: past windows that no run of the stack's DAG covers yet, for a test
+  to backfill or trigger (Airflow makes no second run of a logical date).
 - `airflow_stack`: one `AirflowStack` for the session on `TEST_AIRFLOW_PORT` (default 19080; the
   worker log server takes the next port), with a triggerer, `twitter_default` at `x_api`,
   `kafka_default` at the test broker, the `x_api` pool of one slot, the DAG unpaused, compliance jobs
@@ -14,11 +16,12 @@ Fixtures (imported by tests/conftest.py, so any test can ask for them):
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import pytest
 
 from local_system import DAG_ID, AirflowError, AirflowStack, XApiSimulator, connections
-from tests.helpers import KAFKA_CONFIG, ROOT
+from tests.helpers import KAFKA_CONFIG, ROOT, past_window
 
 __all__ = ["DAG_ID", "AirflowError", "AirflowStack", "airflow_stack", "x_api", "x_api_server"]
 
@@ -83,3 +86,19 @@ def airflow_stack(kafka, x_api_server):
     )
     with stack:
         yield stack
+
+
+def unused_windows(stack: AirflowStack, minutes_ago: int, count: int = 1) -> list[tuple[datetime, datetime]]:
+    """`count` consecutive past windows, oldest first, the last starting `minutes_ago` minutes before the current
+    minute or, when a run of the stack's DAG covers one of them already (an earlier test's: the session shares the
+    stack, and a backfill skips a logical date that has a run), the nearest earlier ones that none covers."""
+    taken = {
+        datetime.fromisoformat(run["data_interval_start"])
+        for run in stack.dag_runs()
+        if run["data_interval_start"]
+    }
+    while True:
+        windows = [past_window(minutes_ago + back) for back in range(count - 1, -1, -1)]
+        if not taken & {start for start, _ in windows}:
+            return windows
+        minutes_ago += 1

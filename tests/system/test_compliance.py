@@ -16,7 +16,8 @@ import requests
 from include import compliance, ledger
 from local_system import DAG_ID
 from tests.faults.consumers import TopicWatcher, when_written
-from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, past_window, read_topic
+from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, read_topic
+from tests.system.harness import unused_windows
 
 COMPLIANCE_DAG = "x_compliance_twitter_default"
 TASK = "compliance_kafka_default"
@@ -55,10 +56,13 @@ def run_ended(stack, run_id: str, dag_id: str = DAG_ID, timeout: float = 400) ->
     return stack.wait_until(ended, timeout, f"run {run_id} of {dag_id} to end")
 
 
-def land(stack, x_api, topic: str, minutes_ago: int) -> list[dict]:
-    """A compacted topic, and a stream run that lands a past window's posts in it; returns those posts."""
+def land(stack, x_api, topic: str, minutes_ago: int, posts_per_minute: int | None = None) -> list[dict]:
+    """A compacted topic, and a stream run that lands a past window's posts in it (`posts_per_minute` of them
+    posted, if given); returns those posts."""
     create_topic(BOOTSTRAP, topic, config={"cleanup.policy": "compact"})
-    start, end = past_window(minutes_ago)
+    [(start, end)] = unused_windows(stack, minutes_ago)
+    if posts_per_minute is not None:
+        x_api.set_rate(start, posts_per_minute)
     run = stack.trigger(start, {"topic": topic})
     assert run_ended(stack, run["dag_run_id"])["state"] == "success"
     posts = x_api.tweets_between(start, end, DAG_QUERY)
@@ -154,9 +158,7 @@ def test_a_try_killed_mid_write_is_retried_and_read_committed_sees_each_tombston
     OOM killer would). Its worker fails the try and Airflow retries it: the retry finds the job complete (no new
     job), writes the result, and its transaction fences and aborts the killed one's. A read_committed consumer
     sees each event once; a read_uncommitted one also sees what the aborted transaction wrote."""
-    start, _ = past_window(35)
-    x_api.set_rate(start, 4000)
-    posts = land(stack, x_api, topic, 35)
+    posts = land(stack, x_api, topic, 35, posts_per_minute=4000)
     authors = Counter(post["author"]["id"] for post in posts)
     for author, _ in authors.most_common(20):
         x_api.add_compliance_event("protect", author)

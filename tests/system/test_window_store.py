@@ -8,7 +8,8 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from tests.helpers import DAG_QUERY, KAFKA_CONFIG, past_window, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, read_topic, x_api_time
+from tests.system.harness import unused_windows
 
 BIG_MINUTE = 150_000
 # The DAG's query and the words of the simulator's posts that name no product: it matches every post.
@@ -20,7 +21,7 @@ def test_a_150000_post_minute_goes_through_one_produce_try(airflow_stack, x_api)
     than the app's 15 minutes allow; all 150,000 posts written by one produce try, though they overflow
     librdkafka's queue (1,000 records here, 100,000 by default: a broker that acknowledges slower than the task
     produces fills it) time and again."""
-    start, end = past_window(30)
+    [(start, end)] = unused_windows(airflow_stack, 30)
     topic = f"test-big-{uuid.uuid4().hex[:12]}"
     x_api.rate_limit = 10_000  # the minute takes 1,500 requests
     x_api.set_rate(start, BIG_MINUTE)
@@ -55,7 +56,7 @@ def test_a_150000_post_minute_goes_through_one_produce_try(airflow_stack, x_api)
 def test_airflow_keeps_no_post_of_a_delivered_window(airflow_stack, x_api):
     """Expected: XCom and the rendered fields hold the window's reference (its window, its count, where its file
     was), under 2 KB for the run; no post's text or location is in them or in the task logs; the file is gone."""
-    start, end = past_window(26)
+    [(start, end)] = unused_windows(airflow_stack, 26)
     topic = f"test-metadata-{uuid.uuid4().hex[:12]}"
 
     [run] = airflow_stack.backfill([(start, end)], conf={"topic": topic}, timeout=300)

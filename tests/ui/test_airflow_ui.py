@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from tests.helpers import ROOT, past_window
-from tests.system.harness import DAG_ID
+from tests.helpers import ROOT
+from tests.system.harness import DAG_ID, unused_windows
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by scripts/install-browser.sh
 # Headless, and nothing that reaches out to the network (this machine's is closed).
@@ -34,8 +34,9 @@ OAUTH1_LABELS = {
 
 @pytest.fixture(scope="module")
 def finished_runs(airflow_stack):
-    """Two successful backfill runs of the DAG, made for this module; their run ids."""
-    windows = [past_window(minutes_ago) for minutes_ago in (90, 89)]
+    """Two successful backfill runs of the DAG, made for this module; their run ids. Their windows are the latest
+    that have runs (the two complete minutes before the last), so that the grid, which shows the latest runs, has them."""
+    windows = unused_windows(airflow_stack, 2, 2)
     topic = f"test-ui-{uuid.uuid4().hex[:12]}"
     runs = airflow_stack.backfill(windows, conf={"topic": topic}, timeout=300)
     assert [run["state"] for run in runs] == ["success", "success"]
