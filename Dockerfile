@@ -10,3 +10,5 @@ COPY --chown=airflow:root requirements.txt /opt/airflow/requirements.txt
 COPY --chown=airflow:root plugins/ /opt/airflow/plugins/
 # As Airflow's docs advise for an extended image: the pinned apache-airflow stays as the image has it.
 RUN pip install --no-cache-dir -r /opt/airflow/requirements.txt
+# The window store's volume (docker-compose.yaml) takes this folder's owner, the airflow user.
+RUN mkdir -p /opt/airflow/windows

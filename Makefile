@@ -40,7 +40,7 @@ lint: install
 # rather than use the CPU: the rest in the foreground, and beside it the fault tests that stop, kill or freeze
 # a broker, and the tests that wait out whole minutes in three runs (the crash and pause of
 # test_continuous_coverage.py with the rate-limited backfill; the outage past the horizon with the streams;
-# the others, the healing). Each side run has a broker of its own; its output is in .artifacts/<run>-tests.log,
+# the others: the healing, day two). Each side run has a broker of its own; its output is in .artifacts/<run>-tests.log,
 # printed after the foreground run's. The runs add their fault cases to one .artifacts/reliability.json.
 BROKER_FAULTS_KAFKA_PORT ?= 19292
 WALL_CLOCK_KAFKA_PORT ?= 19192

@@ -1,8 +1,8 @@
 """Run one task of tweets_to_kafka in this fresh interpreter and print its memory as JSON.
 
     python -m bench.memory_probe fetch WINDOW_START WINDOW_END XCOM_FILE
-        fetch_tweets for the window (ISO times) against the simulator; writes its return value as the
-        XCom JSON it would push.
+        fetch_tweets for the window (ISO times) against the simulator; writes its return value (the reference to
+        the window's records in the window store) as the XCom JSON it would push.
     python -m bench.memory_probe produce XCOM_FILE TOPIC
         produce_tweets on those records: the XCom JSON read back, then the DAG's operator.
 
@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.produce import task_context
 from bench.services import QUERY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,23 +43,23 @@ def load_task(task_id: str):
 
 
 def fetch(start: str, end: str, xcom_file: str) -> dict[str, int]:
-    import include.records  # noqa: F401  (the task's own imports, loaded before the baseline)
-    import include.windows  # noqa: F401
+    import include.fetch_window  # noqa: F401  (the task's own imports, loaded before the baseline)
     import twitter_provider.hooks  # noqa: F401
 
     task = load_task("fetch_tweets")
-    context = {
-        "params": {"query": QUERY},
-        "data_interval_start": datetime.fromisoformat(start),
-        "data_interval_end": datetime.fromisoformat(end),
-    }
+    task.query = QUERY  # what rendering the templates sets
     reset_peak()
     baseline = memory_kib()["rss"]
-    records = task.python_callable(**context)
-    xcom = json.dumps(records)  # what the task runner pushes
+    reference = task.execute(task_context(datetime.fromisoformat(start), QUERY))
+    xcom = json.dumps(reference)  # what the task runner pushes
     peak = memory_kib()["peak"]
     Path(xcom_file).write_text(xcom)
-    return {"records": len(records), "xcom_bytes": len(xcom), "baseline_kib": baseline, "peak_kib": peak}
+    return {
+        "records": reference["records"],
+        "xcom_bytes": len(xcom),
+        "baseline_kib": baseline,
+        "peak_kib": peak,
+    }
 
 
 def produce(xcom_file: str, topic: str) -> dict[str, int]:
@@ -68,12 +69,17 @@ def produce(xcom_file: str, topic: str) -> dict[str, int]:
     reset_peak()
     baseline = memory_kib()["rss"]
     xcom = Path(xcom_file).read_text()
-    records = json.loads(xcom)  # the XCom the task pulls
+    reference = json.loads(xcom)  # the XCom the task pulls
     task.topic = topic  # what rendering the templates sets
-    task.producer_function_kwargs = {"records": records, "record_format": "json"}
-    task.execute(context={})
+    task.producer_function_kwargs = {"records": reference, "record_format": "json"}
+    task.execute(task_context(datetime.now(UTC), QUERY))
     peak = memory_kib()["peak"]
-    return {"records": len(records), "xcom_bytes": len(xcom), "baseline_kib": baseline, "peak_kib": peak}
+    return {
+        "records": reference["records"],
+        "xcom_bytes": len(xcom),
+        "baseline_kib": baseline,
+        "peak_kib": peak,
+    }
 
 
 if __name__ == "__main__":

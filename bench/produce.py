@@ -132,7 +132,7 @@ class ProduceBenchmark:
 
         began = time.perf_counter()
         clients = KafkaClients(BaseHook.get_connection(TRANSACTIONAL_CONN_ID))
-        reader = clients.ledger_reader()
+        reader = clients.reader()
         partition, _ = clients.ledger_partition(reader, ledger.LEDGER_TOPIC, "adhoc_airflow")
         since = datetime.now(UTC) - ledger.CLOCK_MARGIN
         key = ledger.ledger_key("adhoc_airflow", "none", since)
@@ -179,24 +179,28 @@ class ProduceBenchmark:
         task = produce_tweets.prepare_for_execution()  # as the task runner: no dependency scan on setattr
         task.topic = topic
         task.producer_function_kwargs = {"records": records, "record_format": "json"}  # the rendered XComArg
-        now = datetime.now(UTC)
-        run = SimpleNamespace(
-            run_id=f"bench__{uuid.uuid4().hex}",  # a new delivery each time
-            run_type=SimpleNamespace(value="manual"),
-            logical_date=now.replace(second=0, microsecond=0),
-            run_after=now,
-            start_date=now,
-            clear_number=0,
-        )
-        task.execute(
-            context={
-                "dag": SimpleNamespace(timetable=SearchableMinuteTimetable()),
-                "dag_run": run,
-                "ti": SimpleNamespace(try_number=1),
-                "params": {"query": "bench"},
-                "outlet_events": defaultdict(set),  # the topic's asset event
-            }
-        )
+        task.execute(context=task_context(datetime.now(UTC)))
+
+
+def task_context(window_start: datetime, query: str = "bench") -> dict[str, Any]:
+    """What the task runner gives a task of a new manual run of the window holding `window_start`."""
+    now = datetime.now(UTC)
+    run = SimpleNamespace(
+        run_id=f"bench__{uuid.uuid4().hex}",  # a new delivery each time
+        run_type=SimpleNamespace(value="manual"),
+        logical_date=window_start.replace(second=0, microsecond=0),
+        run_after=now,
+        start_date=now,
+        clear_number=0,
+    )
+    return {
+        "dag": SimpleNamespace(timetable=SearchableMinuteTimetable()),
+        "dag_run": run,
+        "run_id": run.run_id,
+        "ti": SimpleNamespace(try_number=1),
+        "params": {"query": query},
+        "outlet_events": defaultdict(set),  # the topic's asset event
+    }
 
 
 def run(kafka_config: dict[str, Any], record_count: int, repetitions: int, log_file: Path) -> dict[str, Any]:

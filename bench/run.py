@@ -8,6 +8,8 @@ bench/results.json and bench/results.png.
 Ports: BENCH_KAFKA_PORT (19492, its controller the next port), BENCH_X_SIM_PORT (18499), and
 BENCH_AIRFLOW_PORT (19580, and the next) for the Airflow of the schedule, streams and coverage sections.
 BENCH_STREAM_COUNTS (1,5,10,20,30): the stream counts the streams section measures.
+The healing section: BENCH_HEALING_AIRFLOW_PORT (19880), BENCH_HEALING_KAFKA_PORT (19892), and
+BENCH_HEALING_OUTAGE_MINUTES (30) of Kafka down.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ FULL = {
     "dag_run": 3,
     "schedule": 12,
     "streams": 3,
+    "compliance": 1_000_000,
     "coverage": 7,
 }
 QUICK = {
@@ -45,6 +48,7 @@ QUICK = {
     "dag_run": 1,
     "schedule": 3,
     "streams": 2,
+    "compliance": 100_000,
     "coverage": 3,
 }
 SECTIONS = (
@@ -56,7 +60,10 @@ SECTIONS = (
     "memory",
     "dag_run",
     "schedule",
+    "windows",
     "streams",
+    "healing",
+    "compliance",
     "coverage",
 )
 STREAM_COUNTS = [int(count) for count in os.environ.get("BENCH_STREAM_COUNTS", "1,5,10,20,30").split(",")]
@@ -75,14 +82,29 @@ HEADLINES = {
         "catchup_vs_rate_limit",
         "transactional_ids_per_stream_day",
     ),
-    "streams": ("streams_within_freshness",),
+    "windows": ("metadata_bytes_per_window", "big_window_records_per_second"),
+    "streams": ("streams_within_freshness", "streams_vs_empty_dag_streams"),
+    "healing": ("healing_minutes_after_outage", "healing_vs_rate_limit"),
+    "compliance": ("compliance_ids_per_second", "compliance_slot_seconds", "compliance_slot_vs_job_wall"),
     "coverage": ("coverage_page_ms", "coverage_page_vs_grid"),
 }
 
 
 def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str, Any]:
     """Start the services, run each benchmark (of `only`), stop the services; return every figure."""
-    from bench import coverage, dag_run, fetch, memory, parse, produce, schedule, streams
+    from bench import (
+        compliance,
+        coverage,
+        dag_run,
+        fetch,
+        healing,
+        memory,
+        parse,
+        produce,
+        schedule,
+        streams,
+        windows,
+    )
 
     sections: dict[str, float] = {}
     results: dict[str, Any] = {}
@@ -121,7 +143,10 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
         section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
         section("schedule", schedule.run, settings["schedule"], log_dir)
+        section("windows", windows.run, simulator, log_dir)
         section("streams", streams.run, STREAM_COUNTS, settings["streams"], log_dir)
+        section("healing", healing.run, log_dir)
+        section("compliance", compliance.run, settings["compliance"], log_dir)
         section("coverage", coverage.run, settings["coverage"], log_dir)
     headlines = {key: results[name][key] for name in results for key in HEADLINES.get(name, ())}
     if "memory" in results:
@@ -159,9 +184,22 @@ def table(results: dict[str, Any]) -> str:
         ]
         lines.append(f"| produce {name} ({records:,} records) | {figures['median']:,.0f} records/s | | |")
     for figure in FIGURES:
+        if figure.key not in results:  # its section has not run since the figure was added
+            lines.append(f"| {figure.label} (`{figure.key}`) | not measured | {figure.target} | |")
+            continue
         value = results[figure.key]
         met = "" if figure.meets is None else ("yes" if figure.meets(value) else "**no**")
-        lines.append(f"| {figure.label} (`{figure.key}`) | {value:.2f} | {figure.target} | {met} |")
+        lines.append(f"| {figure.label} (`{figure.key}`) | {value:,.2f} | {figure.target} | {met} |")
+    compliance = results["compliance"]
+    lines.append(
+        f"| X compliance, {compliance['ids']:,} posts: ids checked per second (`compliance_ids_per_second`) | "
+        f"{compliance['compliance_ids_per_second']:,} | >= 1,000 (a million in 17 minutes) | "
+        f"{'yes' if compliance['compliance_ids_per_second'] >= 1000 else '**no**'} |"
+    )
+    lines.append(
+        f"| X compliance: worker-slot seconds per job (`compliance_slot_seconds`) / the task's wall time | "
+        f"{compliance['compliance_slot_seconds']} s / {compliance['task_wall_seconds']} s | | |"
+    )
     memory = results["memory"]["tasks"]
     for task, sizes in memory.items():
         for size, figures in sizes.items():

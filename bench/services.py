@@ -75,6 +75,14 @@ class SimulatorClient:
         )
         response.raise_for_status()
 
+    def first_page(self, start: datetime, end: datetime, query: str) -> None:
+        """Search [start, end) once: the simulator then cuts every page of that search from this evaluation of
+        its posts (a window of many posts takes it seconds)."""
+        params = {"query": query, "max_results": 100, "start_time": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
+        params["end_time"] = f"{end:%Y-%m-%dT%H:%M:%SZ}"
+        headers = {"Authorization": f"Bearer {BEARER_TOKEN}"}
+        requests.get(self.url + SEARCH_PATH, params=params, headers=headers, timeout=600).raise_for_status()
+
     def search_requests(self) -> list[dict]:
         """The search requests received since the last `clear_requests`."""
         response = requests.get(f"{self.url}/_sim/requests", timeout=10)

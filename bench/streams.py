@@ -3,6 +3,9 @@
 pool), and for each stream the freshness of its scheduled windows: from the moment a window is searchable
 (end + settle) to the broker's append time of its last record (each topic keeps LogAppendTime). Also the CPU
 seconds that Airflow's processes and the tasks spend per stream-minute while measuring.
+
+Airflow's own floor, on the same stack settings right after: as many DAGs of two empty tasks on the same schedule
+(bench/dags/empty_streams.py), each window fresh when its second task ended.
 """
 
 from __future__ import annotations
@@ -38,13 +41,18 @@ def run(counts: list[int], windows: int, log_dir: Path) -> dict[str, Any]:
     with XApiSimulator(bearer_token=BEARER_TOKEN) as simulator:
         for count in counts:
             measured[str(count)] = _measure(simulator, count, windows, log_dir)
-            print(
-                f"  {count} streams: {json.dumps({k: v for k, v in measured[str(count)].items() if k != 'freshness_s_by_stream'})}",
-                flush=True,
-            )
+            measured[str(count)]["empty"] = _measure_empty(count, windows, log_dir)
+            shown = {k: v for k, v in measured[str(count)].items() if k != "freshness_s_by_stream"}
+            shown["empty"] = {k: v for k, v in shown["empty"].items() if k != "freshness_s_by_stream"}
+            print(f"  {count} streams: {json.dumps(shown)}", flush=True)
     within = [int(count) for count, figures in measured.items() if figures["every_stream_within_target"]]
+    empty = [
+        int(count) for count, figures in measured.items() if figures["empty"]["every_stream_within_target"]
+    ]
     return {
         "streams_within_freshness": max(within, default=0),
+        "empty_dag_streams_within_freshness": max(empty, default=0),
+        "streams_vs_empty_dag_streams": round(max(within, default=0) / max(max(empty, default=0), 1), 2),
         "counts_measured": [int(count) for count in measured],
         "target_median_s": TARGET_MEDIAN_S,
         "by_count": measured,
@@ -85,16 +93,59 @@ def _measure(simulator: XApiSimulator, count: int, windows: int, log_dir: Path) 
         minutes = (time.monotonic() - clock_before) / 60
     shutil.copytree(stack.home / "logs", log_dir / f"streams-{count}", dirs_exist_ok=True)
     per_stream = {name: _freshness(topics[name], runs[name]) for name in names}
+    return {"streams": count, "windows_per_stream": windows, **_figures(per_stream, cpu, count * minutes)}
+
+
+def _measure_empty(count: int, windows: int, log_dir: Path) -> dict[str, Any]:
+    """The same for `count` DAGs of two empty tasks: a window is fresh when its second task ended."""
+    names = ["tweets_to_kafka"] + [f"stream_{n:02d}" for n in range(1, count)]
+    dags = ROOT / ".artifacts" / "bench" / "empty-streams-dags"
+    shutil.rmtree(dags, ignore_errors=True)
+    dags.mkdir(parents=True)
+    shutil.copy(ROOT / "bench" / "dags" / "empty_streams.py", dags)
+    stack = AirflowStack(
+        home=ROOT / ".artifacts" / "bench" / "airflow-empty-streams",
+        port=PORT,
+        schedule_runs=True,
+        parallelism=8,  # as make run
+        settings={
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "BENCH_EMPTY_STREAMS": str(count),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        },
+    )
+    with stack:
+        stack.wait_until(
+            lambda: all(map(stack.dag_is_parsed, names)), 300, f"the {count} empty DAGs to be parsed"
+        )
+        for name in names:
+            stack.pause(False, name)
+        measured_from = datetime.now(UTC)
+        cpu_before, clock_before = _cpu_seconds(stack), time.monotonic()
+        runs = _wait_for_windows(stack, names, measured_from, windows)
+        cpu = _cpu_seconds(stack) - cpu_before
+        minutes = (time.monotonic() - clock_before) / 60
+        per_stream = {name: [_ended(stack, run) for run in runs[name]] for name in names}
+    shutil.copytree(stack.home / "logs", log_dir / f"empty-streams-{count}", dirs_exist_ok=True)
+    return _figures(per_stream, cpu, count * minutes)
+
+
+def _ended(stack, run: dict) -> float:
+    """Seconds from a run's window becoming searchable to the end of its last task."""
+    path = f"/api/v2/dags/{run['dag_id']}/dagRuns/{run['dag_run_id']}/taskInstances"
+    ends = [datetime.fromisoformat(ti["end_date"]) for ti in stack.listing(path, "task_instances")]
+    return (max(ends) - (_start(run) + MINUTE + SETTLE)).total_seconds()
+
+
+def _figures(per_stream: dict[str, list[float]], cpu: float, stream_minutes: float) -> dict[str, Any]:
     medians = {name: statistics.median(values) for name, values in per_stream.items()}
     everything = [value for values in per_stream.values() for value in values]
     return {
-        "streams": count,
-        "windows_per_stream": windows,
         "freshness_median_s": round(statistics.median(everything), 2),
         "freshness_p95_s": round(statistics.quantiles(everything, n=20, method="inclusive")[-1], 2),
         "worst_stream_median_s": round(max(medians.values()), 2),
         "every_stream_within_target": max(medians.values()) <= TARGET_MEDIAN_S,
-        "cpu_seconds_per_stream_minute": round(cpu / (count * minutes), 2),
+        "cpu_seconds_per_stream_minute": round(cpu / stream_minutes, 2),
         "freshness_s_by_stream": {
             name: [round(value, 2) for value in values] for name, values in per_stream.items()
         },

@@ -9,7 +9,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import DAG, XComArg, get_parsing_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.streams import StreamFileError, read_streams
+from include.streams import StreamFileError, running_streams
 
 HEALING_DAG_ID = "tweets_to_kafka_healing"
 DOC = """### Minutes that heal themselves
@@ -48,7 +48,7 @@ def healing_dag(interval_minutes: int, ledger_topic: str) -> DAG:
 
             interval = timedelta(minutes=interval_minutes)
             ti = context["ti"]
-            found = healing.heal(read_streams(), ti, datetime.now(UTC), search_horizon(), interval)
+            found = healing.heal(running_streams(), ti, datetime.now(UTC), search_horizon(), interval)
             ti.xcom_push(key="report", value={key: found[key] for key in ("unreachable", "problems")})
             return found["reruns"]
 
@@ -82,7 +82,7 @@ def healing_dag(interval_minutes: int, ledger_topic: str) -> DAG:
 # A task process of another DAG builds nothing here (Airflow names the DAG it runs in the parsing context).
 if get_parsing_context().dag_id in (None, HEALING_DAG_ID):
     try:
-        _streams = read_streams()
+        _streams = running_streams()
     except StreamFileError:
         _streams = None  # dags/stream_file.py reports why
     if _streams is not None:

@@ -1,24 +1,15 @@
 """Every stream of the stream file (include/streams.yaml) as a DAG: the tweets of its X query, minute by
-minute, to its Kafka topic. A bad entry is left out; dags/stream_file.py reports it, and the DAG of its name says
-why and fails its runs at once."""
+minute, to its Kafka topic. A bad entry is left out, or runs as it last was; dags/stream_file.py reports it."""
 
 from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
 
-from airflow.sdk import (
-    DAG,
-    DeadlineAlert,
-    DeadlineReference,
-    Param,
-    SyncCallback,
-    conf,
-    get_parsing_context,
-    task,
-)
+from airflow.sdk import DAG, DeadlineAlert, DeadlineReference, Param, SyncCallback, conf, get_parsing_context
 
-from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator
+from include.fetch_window import FetchWindowOperator
+from include.kafka_delivery import TOPIC_ALIAS, ProduceWindowOperator, topic_asset
 from include.records import RECORD_FORMATS
 from include.streams import (
     KAFKA_TOPIC,
@@ -27,7 +18,7 @@ from include.streams import (
     Stream,
     StreamFileError,
     Streams,
-    read_streams,
+    running_streams,
 )
 from twitter_provider.timetables import WINDOW, SearchableMinuteTimetable, search_horizon
 
@@ -40,8 +31,6 @@ SEARCHES_PER_STREAM = 2
 # scheduler runs (`airflow dags test`, which Airflow 3.3.2 ends with an error for a DAG with a deadline after the run
 # succeeded: apache/airflow#73428).
 LATE_ALERTS = conf.getboolean("tweets_to_kafka", "late_alerts", fallback=True)
-START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
-TAGS = ["x-api", "kafka", "ingestion"]
 DOC = """### {name}
 
 Every minute, fetch the tweets posted in the run's one-minute data interval `[start, end)` that match
@@ -55,7 +44,8 @@ after its end). Minutes missed while Airflow was down or the DAG paused run late
 beyond the search's 7-day reach are reported by the first run after them. When first enabled, it starts
 `look_back_minutes` ({look_back_minutes}) before the current minute.
 
-- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`).
+- **fetch_tweets** reads every page of the window through `TwitterHook` (connection `{twitter_conn_id}`); at a
+  rate limit that lifts more than 90 s later it waits deferred, in the triggerer, and goes on from the same page.
 - **produce_tweets** writes one record per tweet through `ProduceWindowOperator` (the Kafka provider's
   `ProduceToTopicOperator`; connection `{kafka_conn_id}`), the whole window in one transaction when the
   connection has a `transactional.id`, and fails if the broker does not acknowledge every record.
@@ -66,15 +56,6 @@ Manual runs may override `query`, `topic` and `record_format` in their conf.
 
 The **Coverage** tab shows every minute of the stream: delivered, late, failed or missing. A window not
 delivered `late_after_minutes` ({late_after_minutes}) after it became searchable fires the late alert once."""
-BROKEN_DOC = """### {name}: not running
-
-The entry `{name}` of the stream file `{path}` is not valid, so this stream delivers nothing until it is fixed:
-
-{problems}
-
-Fix the entry and save the file: at its next parse this DAG gets its schedule back, and the minutes missed
-meanwhile run then, oldest first. Until then no run is scheduled, and a run already queued or triggered
-fails at once with this message."""
 
 
 def stream_dag(stream: Stream, streams: Streams) -> DAG:
@@ -89,8 +70,9 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
     with (
         DAG(
             dag_id=stream.name,
+            dag_display_name=stream.display_name or stream.name,
             schedule=schedule,
-            start_date=START_DATE,
+            start_date=datetime(2026, 1, 1, tzinfo=UTC),
             catchup=False,  # the first run starts now (less look_back_minutes), not at start_date; missed ones still run
             max_active_runs=4,
             # No dagrun_timeout: it would cut a run off mid-try. Each try is bounded (execution_timeout, the
@@ -119,7 +101,7 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
                     description="json: one JSON object per tweet; seed: the seed's ';' line",
                 ),
             },
-            tags=[*TAGS, f"stream:{stream.name}"],
+            tags=["x-api", "kafka", "ingestion", f"stream:{stream.name}"],
             doc_md=DOC.format(path=streams.path.name, **stream.model_dump()),
             # Its window's late alert: the deadline is met when the run succeeds, and missed (the callback runs,
             # once) when it has not `late_after` after the window became searchable; a failed run misses it.
@@ -133,55 +115,25 @@ def stream_dag(stream: Stream, streams: Streams) -> DAG:
             else None,
         ) as stream_dag
     ):
-        tweets_to_kafka(stream, schedule, streams.budget_warning(stream), streams.delivery_ledger_topic)
+        tweets_to_kafka(stream, schedule, streams)
     return stream_dag
 
 
-def tweets_to_kafka(
-    stream: Stream, schedule: SearchableMinuteTimetable, budget_warning: str | None, ledger_topic: str
-) -> None:
+def tweets_to_kafka(stream: Stream, schedule: SearchableMinuteTimetable, streams: Streams) -> None:
     """The tasks of a stream's DAG."""
+    budget_warning, rate_limit = streams.budget_warning(stream), streams.rate_limit_per_15_minutes
     if budget_warning:  # in the dag-processor's log; every run's fetch_tweets log has it too
         log.warning("%s", budget_warning)
 
-    # Its timeout leaves room to wait out a rate limit: X resets it within 15 minutes.
-    @task(
+    fetch_tweets = FetchWindowOperator(
+        task_id="fetch_tweets",
+        stream=stream,
+        timetable=schedule,
+        rate_limit_per_15_minutes=rate_limit,
+        budget_warning=budget_warning,
         pool=X_API_POOL or "default_pool",
         max_active_tis_per_dag=None if X_API_POOL else SEARCHES_PER_STREAM,
-        execution_timeout=timedelta(minutes=20),
-        show_return_value_in_logs=False,
     )
-    def fetch_tweets(**context) -> list[dict]:
-        """Every tweet of the run's window, as records (JSON-serialisable dicts)."""
-        from include import windows
-        from include.records import to_record
-        from twitter_provider.hooks import BeyondSearchHorizon, TwitterHook
-
-        if budget_warning:
-            log.warning("%s", budget_warning)
-        start, end = windows.run_window(context)
-        query, topic = context["params"]["query"], context["params"]["topic"]
-        log.info("Window [%s, %s): query %r, to topic %r", _iso(start), _iso(end), query, topic)
-        if query != stream.query and topic == stream.topic:
-            log.warning(
-                "This run searches %r, not the stream's query %r, yet writes to the stream's own topic %r: its "
-                'posts land among the stream\'s. To keep them apart, give the run a topic of its own ("topic" '
-                "in its conf)",
-                query,
-                stream.query,
-                topic,
-            )
-        unreachable = windows.unreachable_before(context, start, schedule)  # reported before any skip
-        windows.wait_until_searchable(end, schedule)
-        hook = TwitterHook(stream.twitter_conn_id)
-        try:
-            tweets = hook.search_window(query, start, end, horizon=schedule.horizon)
-        except BeyondSearchHorizon as beyond:
-            windows.skip_beyond_horizon(start, end, beyond)
-        log.info(
-            "Run summary: %d tweets; %d unreachable minutes before this window", len(tweets), unreachable
-        )
-        return [to_record(tweet, tweet["author"]) for tweet in tweets]
 
     # One Kafka transaction per window when kafka_default has a transactional.id (see the README).
     ProduceWindowOperator(
@@ -189,58 +141,24 @@ def tweets_to_kafka(
         kafka_config_id=stream.kafka_conn_id,
         topic="{{ params.topic }}",
         producer_function="include.kafka_delivery.produce_records",
-        producer_function_kwargs={"records": fetch_tweets(), "record_format": "{{ params.record_format }}"},
-        ledger_topic=ledger_topic,
+        producer_function_kwargs={
+            "records": fetch_tweets.output,
+            "record_format": "{{ params.record_format }}",
+        },
+        ledger_topic=streams.delivery_ledger_topic,
         synchronous=False,
-        outlets=[TOPIC_ALIAS],
-        # One transactional id per stream fences every earlier try: one produce at a time. (It also keeps two
-        # first events of a new topic through the alias from colliding in Airflow 3.3.2's API server.)
-        max_active_tis_per_dag=1,
+        outlets=[topic_asset(stream.kafka_conn_id, stream.topic), TOPIC_ALIAS],  # the alias: a topic in conf
+        max_active_tis_per_dag=1,  # one transactional id per stream fences every earlier try
     )
 
 
-def broken_stream_dag(name: str, problems: list[str], streams: Streams) -> DAG:
-    """The DAG of a stream whose entry is bad: no schedule, its problems on its page, and tasks that fail at once
-    saying why, so that a run queued before the entry broke ends instead of waiting for a DAG that is gone."""
-    message = f"Stream {name!r} is not running, its entry is not valid: " + "; ".join(problems)
-
-    def refuse() -> None:
-        from airflow.sdk.exceptions import AirflowFailException
-
-        raise AirflowFailException(message)
-
-    with DAG(
-        dag_id=name,
-        schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        description=f"Not running: {problems[0].split(': ', 1)[-1]}",
-        tags=[*TAGS, f"stream:{name}", "broken"],
-        doc_md=BROKEN_DOC.format(
-            name=name, path=streams.path, problems="\n".join(f"- `{problem}`" for problem in problems)
-        ),
-    ) as broken:
-        (
-            task(refuse, task_id="fetch_tweets", retries=0)()
-            >> task(refuse, task_id="produce_tweets", retries=0)()
-        )
-    return broken
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 try:
-    STREAMS = read_streams()
+    STREAMS = running_streams()
 except StreamFileError:
-    STREAMS = None  # no DAGs: dags/stream_file.py reports why as its import error
+    STREAMS = None  # no DAGs, and no last good streams: dags/stream_file.py reports why as its import error
 # A task process parses this file for its own DAG only (Airflow names it in the parsing context): it builds that
 # stream's DAG alone, so a task's start-up does not grow with the number of streams.
 _running = get_parsing_context().dag_id
 for _stream in STREAMS.streams if STREAMS else ():
     if _running in (None, _stream.name):
         stream_dag(_stream, STREAMS)
-for _name, _problems in STREAMS.broken.items() if STREAMS else ():
-    if _running in (None, _name):
-        broken_stream_dag(_name, _problems, STREAMS)

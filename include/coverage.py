@@ -26,14 +26,12 @@ from typing import Any, NamedTuple
 
 from include import ledger
 from include.streams import REQUESTS_PER_STREAM, Stream, Streams
+from twitter_provider.timetables import CATCH_UP_AFTER
 
 log = logging.getLogger(__name__)
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
-# A scheduled run created this long after its window became searchable is a catch-up run: Airflow was down, the DAG
-# paused, or earlier runs held it back (on time, the scheduler creates it within seconds).
-CATCH_UP_AFTER = timedelta(minutes=1)
 RATE_LIMIT_WINDOW = timedelta(minutes=15)  # X counts requests per 15 minutes
 POSTS_PER_REQUEST = 100  # a window of n posts takes max(1, ceil(n / 100)) requests
 KEPT = WEEK + DAY  # the view keeps the ledger's entries of the last 8 days (the pages show at most 7)
@@ -636,12 +634,11 @@ class Summary:
     app_streams: int = 0
     rate_limit: int = 0
     last_failure: Failure | None = None
-    problems: list[str] = field(default_factory=list)  # a broken entry's
 
 
 def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, names: set[str], now: datetime):
-    """The figures of each stream named in `names` (those the user may read), in the stream file's order; broken
-    entries come last with their problems. `views`: the LedgerView of each Kafka connection."""
+    """The figures of each stream named in `names` (those the user may read), in the stream file's order.
+    `views`: the LedgerView of each Kafka connection."""
     from airflow.models.dagrun import DagRun
     from sqlalchemy import func, select
 
@@ -711,10 +708,6 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
         summary.rate_limit = streams.rate_limit_per_15_minutes
         summary.last_failure = last_failures.get(stream.name)
         summaries.append(summary)
-    for name, problems in streams.broken.items():
-        if name in names:
-            broken = Stream(name=name, query="-", topic="-")
-            summaries.append(Summary(broken, problems=problems, rate_limit=streams.rate_limit_per_15_minutes))
     return summaries
 
 

@@ -34,7 +34,7 @@ from include.coverage import (
     stream_minutes,
     stream_summaries,
 )
-from include.streams import Stream, Streams, read_streams
+from include.streams import Stream, StreamFileError, Streams, running_streams
 
 LEDGER_WAIT = 5.0  # seconds a page waits for a view that is still reading the ledger from its beginning
 COLOURS = {
@@ -94,7 +94,10 @@ def create_app() -> FastAPI:
     ) -> str:
         if zoom not in ZOOMS:
             raise HTTPException(400, f"zoom must be one of {', '.join(ZOOMS)}")
-        streams = read_streams()
+        try:
+            streams = running_streams()
+        except StreamFileError as error:
+            return page(dag_id, stream_file_problems([str(error)]), refresh=False)
         stream = next((stream for stream in streams.streams if stream.name == dag_id), None)
         if stream is None:
             return render_not_a_stream(dag_id, streams)
@@ -107,7 +110,10 @@ def create_app() -> FastAPI:
 
     @app.get("/streams", response_class=HTMLResponse)
     def streams_page(request: Request, session: SessionDep, user: GetUserDep) -> str:
-        streams = read_streams()
+        try:
+            streams = running_streams()
+        except StreamFileError as error:
+            return page("Stream coverage", stream_file_problems([str(error)]), refresh=False)
         readable = get_auth_manager().get_authorized_dag_ids(user=user, method="GET")
         conn_ids = {stream.kafka_conn_id for stream in streams.streams if stream.name in readable}
         views = {
@@ -216,20 +222,23 @@ def tries_text(run) -> str:
     )
 
 
+def stream_file_problems(problems: list[str]) -> str:
+    """The stream file's problems, as dags/stream_file.py's import error names them."""
+    if not problems:
+        return ""
+    items = "".join(f"<li><code>{html.escape(problem)}</code></li>" for problem in problems)
+    return (
+        '<div class="problem">The stream file has problems (the import error of dags/stream_file.py says the '
+        f"same); what it says keeps running meanwhile:<ul>{items}</ul></div>"
+    )
+
+
 def render_not_a_stream(dag_id: str, streams: Streams) -> str:
-    if problems := streams.broken.get(dag_id):
-        body = (
-            f"<h1>{html.escape(dag_id)}: not running</h1><p class='problem'>Its entry in the stream file is not "
-            "valid, so it delivers nothing until it is fixed:</p><ul>"
-            + "".join(f"<li><code>{html.escape(problem)}</code></li>" for problem in problems)
-            + "</ul><p>Fix the entry and save the file: at its next parse the stream gets its schedule back, and "
-            "the minutes missed meanwhile run, oldest first.</p>"
-        )
-    else:
-        body = (
-            f"<h1>{html.escape(dag_id)}</h1><p class='muted'>Not a stream of the stream file "
-            f"{html.escape(str(streams.path.name))}: no coverage to show.</p>"
-        )
+    body = (
+        f"<h1>{html.escape(dag_id)}</h1><p class='muted'>Not a running stream of the stream file "
+        f"{html.escape(str(streams.path.name))}: no coverage to show.</p>"
+        + stream_file_problems([problem for problem in streams.problems if f"stream {dag_id!r}" in problem])
+    )
     return page(dag_id, body, refresh=False)
 
 
@@ -266,6 +275,9 @@ def render_stream(
         f'<p class="muted">Query <code>{html.escape(stream.query)}</code> → topic <code>{html.escape(stream.topic)}'
         f"</code>; late after {stream.late_after_minutes} minutes; times in UTC; "
         f"{minutes[0].start:%Y-%m-%d %H:%M} to {minutes[-1].start + MINUTE:%Y-%m-%d %H:%M}</p>",
+        stream_file_problems(
+            [problem for problem in streams.problems if _concerns(problem, stream, streams)]
+        ),
         ledger_banner([view]),
         f"<nav>{nav}</nav>",
         f"<p>{summary}</p>",
@@ -420,13 +432,6 @@ def render_streams(
         stream = summary.stream
         tab = airflow_url(request, f"/dags/{quote(stream.name)}/plugin/coverage")
         name = f'<a href="{html.escape(tab)}" target="_top">{html.escape(stream.name)}</a>'
-        if summary.problems:
-            problems = "; ".join(summary.problems)
-            rows.append(
-                f'<tr data-stream="{html.escape(stream.name)}"><td>{name}</td><td colspan="7" class="problem">'
-                f"not running: {html.escape(problems)}</td></tr>"
-            )
-            continue
         failure = "none"
         if last := summary.last_failure:
             when = f"{last.window:%a %H:%M}" if last.window else ""
@@ -449,10 +454,16 @@ def render_streams(
         f'<p class="muted">Every stream of {html.escape(streams.path.name)}: the minutes delivered to its topic (from '
         "the delivery ledger) of those searchable since its first run, the time from searchable to committed, and "
         f"the X API requests its deliveries took. {now:%Y-%m-%d %H:%M} UTC.</p>"
+        + stream_file_problems(streams.problems)
         + ledger_banner(views.values())
         + f'<table class="figures">{head}{"".join(rows)}</table>'
     )
     return page("Stream coverage", body)
+
+
+def _concerns(problem: str, stream: Stream, streams: Streams) -> bool:
+    """Whether a problem of the stream file is the stream's own, or the whole file's."""
+    return f"stream {stream.name!r}" in problem or problem.startswith(f"Stream file {streams.path}")
 
 
 def coverage_bar(delivered: int, late: int, due: int) -> str:

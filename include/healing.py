@@ -266,7 +266,7 @@ def _ledger(clients, topic: str, streams: list, since: datetime) -> tuple[list, 
     from include import ledger
     from include.kafka_delivery import LEDGER_READ_TIMEOUT
 
-    reader = clients.ledger_reader()
+    reader = clients.reader()
     try:
         partitions = {
             stream.name: clients.ledger_partition(reader, topic, stream.name)[0] for stream in streams

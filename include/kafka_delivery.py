@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +24,14 @@ from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOpera
 from airflow.sdk import Asset, AssetAlias, BaseHook, Connection
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.module_loading import import_string
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from include import ledger
+from include import ledger, window_store
 from include.records import serialise
 from include.windows import run_window
 
-TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")  # resolves to kafka://<bootstrap servers>/<topic>
+# The asset of a topic that a run's conf names instead of its stream's (the stream's own is a static outlet).
+TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")
 log = logging.getLogger(__name__)
 # A producer lives for one window, so its start-up counts. Once it learns the brokers, librdkafka drops its bootstrap
 # connection and waits reconnect.backoff.ms / 2 (50 ms by default) before it connects to one: 10 ms with this.
@@ -72,18 +75,26 @@ PRODUCER_ONLY = frozenset(
 # How long a try waits to read the ledger to its end: past librdkafka's transaction.timeout.ms (60 s by default),
 # after which the broker aborts the open transaction of a producer that died.
 LEDGER_READ_TIMEOUT = 90.0
+LEDGER_READ_ATTEMPTS = 3
 LEDGER_GRANT = "Describe Read Write Create"  # Create only while the ledger does not exist yet
 
 
-def produce_records(records: Iterable[dict[str, Any]], record_format: str) -> Iterator[tuple[bytes, bytes]]:
-    """Producer function: `(tweet id, serialised record)` for each record, keyed for deduplication."""
-    for record in records:
+def topic_asset(kafka_conn_id: str, topic: str) -> Asset:
+    """A topic's asset, `kafka://<connection id>/<topic>`: the connection stands for its cluster, so that a stream's
+    asset is known when its DAG is parsed, without looking the connection up."""
+    return Asset(f"kafka://{kafka_conn_id}/{topic}")
+
+
+def produce_records(records: dict | list, record_format: str) -> Iterator[tuple[bytes, bytes]]:
+    """Producer function: `(tweet id, serialised record)` for each record of the window that `records` refers to
+    (window_store), keyed for deduplication."""
+    for record in window_store.records(records):
         yield record["tweet_id"].encode(), serialise(record, record_format)
 
 
 class KafkaClients:
-    """The Kafka clients of one try, on its connection read once: the producer, the ledger's reader and (to make
-    the ledger) an admin client, through the provider's hooks. It keeps the last error librdkafka reported on any
+    """The Kafka clients of one try, on its connection read once: the producer, a reader (of the ledger, of
+    topics) and (to make a topic) an admin client, through the provider's hooks. It keeps the last error librdkafka reported on any
     of them (a refused password, a certificate it does not trust: a failed request only says "transport failure"),
     and words every failure with the connection's id."""
 
@@ -106,9 +117,11 @@ class KafkaClients:
         config = {**FAST_START, **self.config, "transactional.id": transactional_id}
         return _ProducerHook(self._with(config), self.on_error).get_producer()
 
-    def ledger_reader(self):
+    def reader(self):
+        """A consumer of committed records to the end of a partition (ledger.READER_CONFIG), used with assign():
+        no consumer group's offsets, so no group ACL."""
         config = {key: value for key, value in self.config.items() if key not in PRODUCER_ONLY}
-        config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-ledger-reader"}
+        config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-reader"}
         return _ConsumerHook(self._with(config), self.on_error, topics=[]).get_conn
 
     def admin(self):
@@ -133,40 +146,6 @@ class KafkaClients:
             f"{operations.upper().replace(' ', ', ')} on {kind} {name!r} (kafka-acls.sh --add --allow-principal "
             f"{principal} {flags} --{resource} {name}{prefixed})"
         )
-
-    def refused_ledger(self, topic: str, doing: str, reason: str) -> AirflowFailException:
-        return self.refused(f"{doing} the delivery ledger {topic!r}", reason, LEDGER_GRANT, "topic", topic)
-
-    def ledger_partition(self, reader, topic: str, stream: str) -> tuple[int, bool]:
-        """The partition of the ledger `topic` that holds a stream's entries, and whether this call made the
-        ledger (the cluster had none: then it holds no entry yet)."""
-        from confluent_kafka import KafkaError, KafkaException
-        from confluent_kafka.admin import NewTopic
-
-        try:
-            metadata = reader.list_topics(topic, self.timeout).topics[topic]
-        except KafkaException as exc:
-            raise self.failed("looking up its delivery ledger", exc.args[0], reader) from None
-        if metadata.error is None:
-            return ledger.partition_of(stream, len(metadata.partitions)), False
-        if metadata.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-            raise self.refused_ledger(topic, "finding", metadata.error.str())
-        new = NewTopic(topic, num_partitions=1, replication_factor=-1, config=ledger.TOPIC_CONFIG)
-        admin = self.admin()  # kept: a client that is collected ends its requests
-        try:
-            admin.create_topics([new])[topic].result(self.timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:  # another stream's try made it meanwhile
-                return 0, False
-            if error.code() in (
-                KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-            ):
-                raise self.refused_ledger(topic, "creating", error.str()) from None
-            raise self.failed("creating its delivery ledger", error, admin) from None
-        log.info("Created the delivery ledger %r (%s)", topic, ledger.TOPIC_CONFIG)
-        return 0, True
 
     def failed(self, doing: str, error, client) -> AirflowException:
         """The error of a request of `client` that failed, with the reason librdkafka reported meanwhile: a refused
@@ -195,6 +174,194 @@ class KafkaClients:
             "(check that the brokers of its bootstrap.servers are reachable)"
         )
 
+    def transactional_id(self, name: str, unit: str) -> str | None:
+        """`<prefix>:<name>`, the one transactional id of a DAG's writes, from the connection's prefix; or None
+        (with a warning that `unit`, e.g. "this window", is written at least once) when it has none."""
+        prefix = self.config.get("transactional.id")
+        if not prefix:
+            log.warning(
+                "Connection %r has no 'transactional.id' in its extra: %s is delivered at least once (a try that "
+                "fails half-way leaves what it wrote, and its retry writes it again). Add one for exactly-once "
+                "delivery (docs/guarantees.md)",
+                self.conn_id,
+                unit,
+            )
+            return None
+        if "message.timeout.ms" in self.config:  # else librdkafka takes transaction.timeout.ms
+            message_timeout = float(self.config["message.timeout.ms"])
+            transaction_timeout = float(self.config.get("transaction.timeout.ms", 60000))
+            if message_timeout > transaction_timeout:
+                raise AirflowFailException(
+                    f"Connection {self.conn_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
+                    f"transaction.timeout.ms ({transaction_timeout:.0f}), which librdkafka refuses with a "
+                    "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most "
+                    "the brokers' transaction.max.timeout.ms, 15 minutes by default)"
+                )
+        return f"{prefix}:{name}"
+
+    def topic(
+        self, reader, name: str, what: str, grant: str, config: dict[str, str], partitions: int = -1
+    ) -> int:
+        """How many partitions topic `name` (`what` it is, e.g. "the delivery ledger") has, or 0 when this try
+        made it: with `config`, `partitions` (-1: the brokers' default) and the brokers' default replication; when
+        another try made it meanwhile, the `partitions` it was made with. Refused requests name the grant to add
+        (`grant`: its operations)."""
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        try:
+            topic = reader.list_topics(name, self.timeout).topics[name]
+        except KafkaException as exc:
+            raise self.failed(f"looking up {what}", exc.args[0], reader) from None
+        if topic.error is None:
+            return len(topic.partitions)
+        if topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise self.refused(f"finding {what} {name!r}", topic.error.str(), grant, "topic", name)
+        new = NewTopic(name, num_partitions=partitions, replication_factor=-1, config=config)
+        admin = self.admin()  # kept: a client that is collected ends its requests
+        try:
+            admin.create_topics([new])[name].result(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if (
+                error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+            ):  # another try made it meanwhile, as this one would
+                return partitions
+            if error.code() in (
+                KafkaError.TOPIC_AUTHORIZATION_FAILED,
+                KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+            ):
+                raise self.refused(f"creating {what} {name!r}", error.str(), grant, "topic", name) from None
+            raise self.failed(f"creating {what}", error, admin) from None
+        log.info("Created %s %r (%s)", what, name, config)
+        return 0
+
+    def ledger_partition(self, reader, ledger_topic: str, dag_id: str) -> tuple[int, bool]:
+        """The partition of the delivery ledger that holds `dag_id`'s entries, and whether this try made the
+        ledger (then it holds no entry yet)."""
+        partitions = self.topic(
+            reader, ledger_topic, "the delivery ledger", LEDGER_GRANT, ledger.TOPIC_CONFIG, 1
+        )
+        return (ledger.partition_of(dag_id, partitions), False) if partitions else (0, True)
+
+    def init_transactions(self, producer, transactional_id: str, topics: list[str]) -> None:
+        """Fence every earlier try that used `transactional_id` and abort its open transaction, or fail naming
+        the connection and what its principal needs (WRITE on each of `topics`)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        try:
+            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
+            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
+            producer.list_topics(topics[0], self.timeout)
+            for name in topics:
+                topic = producer.list_topics(name, self.timeout).topics[name]
+                if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    raise self.refused(f"writes to topic {name!r}", topic.error.str(), "Write", "topic", name)
+            producer.init_transactions(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+                prefix = self.config["transactional.id"]
+                refused = self.refused(
+                    f"transactional id {transactional_id!r}",
+                    error.str(),
+                    "Write Describe",
+                    "transactional-id",
+                    prefix,
+                )
+                raise AirflowFailException(
+                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
+                ) from exc
+            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
+                raise AirflowFailException(
+                    f"Kafka refused idempotent writes to connection {self.conn_id!r}: "
+                    f"{error.str().rstrip('.')}. Grant its principal IDEMPOTENT_WRITE on the cluster (kafka-acls.sh "
+                    "--add --allow-principal User:<name> --operation IdempotentWrite --cluster)"
+                ) from exc
+            raise self.failed(
+                f"starting transaction {transactional_id!r} (its brokers must host the transaction state log: "
+                "transaction.state.log.replication.factor at most the number of brokers)",
+                error,
+                producer,
+            ) from exc
+
+    def commit(self, producer) -> None:
+        """Commit the producer's transaction, waiting for the answer at most the connection's timeout (librdkafka
+        waits as long as no broker answers); fail naming the connection, committed or not: a retry finds out in the
+        delivery ledger."""
+        from confluent_kafka import KafkaException
+
+        try:
+            producer.commit_transaction(self.timeout)
+        except KafkaException as exc:
+            raise self.failed("committing its transaction", exc.args[0], producer) from None
+
+    @contextmanager
+    def transaction(self, producer, transactional_id: str | None, report: DeliveryReport) -> Iterator[None]:
+        """The records the block produces in one transaction when `transactional_id` is set: begun, committed at the
+        block's end (`commit`), aborted when the block raises; without one, flushed at its end."""
+        if transactional_id:
+            producer.begin_transaction()
+        try:
+            yield
+            if transactional_id:
+                self.commit(producer)
+            else:
+                producer.flush()
+        except BaseException:
+            if transactional_id:
+                abort_transaction(producer, transactional_id, report)
+            raise
+
+    def earlier_entry(
+        self,
+        reader,
+        ledger_topic: str,
+        partition: int,
+        key: bytes,
+        dag_run,
+        kind: type[ledger.Entry] = ledger.Delivery,
+    ) -> ledger.Entry | None:
+        """The ledger entry under `key` that an earlier try of this run committed since it was last cleared."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        since = (dag_run.start_date or dag_run.run_after) - ledger.CLOCK_MARGIN
+        clear_number = dag_run.clear_number or 0
+        # A read under way when a broker goes (its leader moving) fails with a local error; the next finds the new one.
+        retrying = Retrying(
+            retry=retry_if_exception(_passing),
+            stop=stop_after_attempt(LEDGER_READ_ATTEMPTS),
+            wait=wait_exponential(multiplier=1, max=4),
+            before_sleep=lambda state: log.warning(
+                "Reading the delivery ledger %r failed (%s); reading it again",
+                ledger_topic,
+                state.outcome.exception(),
+            ),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return ledger.find_delivery(
+                        reader,
+                        ledger_topic,
+                        partition,
+                        key,
+                        since,
+                        dag_run.run_id,
+                        clear_number,
+                        LEDGER_READ_TIMEOUT,
+                        kind,
+                    )
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                what = f"reading the delivery ledger {ledger_topic!r}"
+                raise self.refused(what, error.str(), LEDGER_GRANT, "topic", ledger_topic) from None
+            raise self.failed("reading its delivery ledger", error, reader) from None
+        except ledger.LedgerTimeout as exc:
+            raise AirflowException(f"Connection {self.conn_id!r}: {exc}") from None
+
 
 class DeliveryReport:
     """The delivery callback of one try: counts the records each topic acknowledged, and raises on the first one
@@ -206,6 +373,7 @@ class DeliveryReport:
         self.clients = clients
         self.acknowledged: Counter[str] = Counter()
         self.aborting = False
+        self.queue_full = 0  # how often a record waited for room in librdkafka's queue
 
     def __call__(self, err, msg) -> None:
         if err is None:
@@ -239,7 +407,9 @@ class ProduceWindowOperator(ProduceToTopicOperator):
     earlier try of the stream (`<prefix>:<dag id>`, one id per stream), reads the ledger, and succeeds without
     writing when this delivery already committed; otherwise it writes the window's records and its ledger entry
     in one transaction. Without it, delivery is at least once: the ledger entry follows the acknowledged records.
-    Either way it emits an asset event for the topic (through TOPIC_ALIAS) and returns the delivery.
+    Either way it emits an asset event for the topic: the stream's own topic is a static outlet (`topic_asset`), a
+    topic that the run's conf names instead has its event through TOPIC_ALIAS. It then removes the window's records
+    from the window store, and returns the delivery.
 
     :param ledger_topic: the delivery ledger's topic, made on first use (see include/ledger.py)
     """
@@ -249,30 +419,27 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         self.ledger_topic = ledger_topic
 
     def execute(self, context: Any) -> dict[str, Any]:
-        clients = KafkaClients(self._connection())
-        prefix = clients.config.get("transactional.id")
-        transactional_id = f"{prefix}:{self.dag_id}" if prefix else None
-        if transactional_id:
-            self._check_timeouts(clients.config)
-        else:
-            log.warning(
-                "Connection %r has no 'transactional.id' in its extra: this window is delivered at least once "
-                "(a try that fails half-way leaves what it wrote, and its retry writes the window again). Add "
-                "one for exactly-once windows (docs/guarantees.md)",
-                self.kafka_config_id,
-            )
+        clients = KafkaClients(kafka_connection(self.kafka_config_id))
+        transactional_id = clients.transactional_id(self.dag_id, "this window")
         producer = clients.producer(transactional_id)
-        reader = clients.ledger_reader()
+        reader = clients.reader()
         try:
             partition, created = clients.ledger_partition(reader, self.ledger_topic, self.dag_id)
             if transactional_id:
-                self._init_transactions(clients, producer, transactional_id, prefix)
-            earlier = None if created else self._earlier_delivery(clients, reader, partition, context)
+                clients.init_transactions(producer, transactional_id, [self.topic])
+            start, _ = run_window(context)
+            key = ledger.ledger_key(self.dag_id, self.topic, start)
+            earlier = None
+            if not created:
+                earlier = clients.earlier_entry(reader, self.ledger_topic, partition, key, context["dag_run"])
         finally:
             reader.close()
         uri = f"kafka://{clients.config['bootstrap.servers']}/{self.topic}"
         if earlier is None:
-            delivery = self._deliver(clients, producer, partition, transactional_id, context)
+            try:
+                delivery = self._deliver(clients, producer, partition, transactional_id, context)
+            except window_store.WindowGone as gone:
+                raise AirflowFailException(str(gone)) from None
             log.info("Delivered %d records to %s", delivery.records, uri)
         else:
             delivery = earlier
@@ -288,140 +455,47 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 uri,
                 earlier.committed_at.isoformat(timespec="milliseconds"),
             )
-        context["outlet_events"][TOPIC_ALIAS].add(Asset(uri))
+        self._emit_asset_event(context)
+        window_store.remove(self.producer_function_kwargs["records"], self.dag_id)
         return msgspec.to_builtins(delivery)
 
-    def _connection(self) -> Connection:
-        """The Kafka connection; fail at once, without retries, naming it, when its extra names no broker (the
-        provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
-        connection = BaseHook.get_connection(self.kafka_config_id)
-        if not connection.extra_dejson.get("bootstrap.servers"):
-            raise AirflowFailException(
-                f"Connection {self.kafka_config_id!r} has no 'bootstrap.servers' in its extra: set it to the "
-                'host:port list of its brokers, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
-            )
-        return connection
-
-    def _check_timeouts(self, config: dict[str, Any]) -> None:
-        """Fail naming the connection when librdkafka would refuse to make a transactional producer from it."""
-        if "message.timeout.ms" not in config:  # librdkafka then takes transaction.timeout.ms
+    def _emit_asset_event(self, context: Any) -> None:
+        """Leave the event to the stream's static outlet when the run wrote its topic; otherwise give the topic's
+        event through the alias, and none to the stream's topic, which this run did not write."""
+        asset = topic_asset(self.kafka_config_id, self.topic)
+        if asset in self.outlets:
             return
-        message_timeout = float(config["message.timeout.ms"])
-        transaction_timeout = float(config.get("transaction.timeout.ms", 60000))
-        if message_timeout > transaction_timeout:
-            raise AirflowFailException(
-                f"Connection {self.kafka_config_id!r}: message.timeout.ms ({message_timeout:.0f}) exceeds "
-                f"transaction.timeout.ms ({transaction_timeout:.0f}), which librdkafka refuses with a "
-                "transactional.id: lower message.timeout.ms, or raise transaction.timeout.ms with it (at most the "
-                "brokers' transaction.max.timeout.ms, 15 minutes by default)"
-            )
-
-    def _init_transactions(self, clients: KafkaClients, producer, transactional_id: str, prefix: str) -> None:
-        """Fence every earlier try of the stream and abort its open transaction, or fail naming the connection
-        and what its principal needs."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        try:
-            # librdkafka drops its bootstrap connection once it learns the brokers; a producer id requested in
-            # that instant finds no broker and waits 500 ms. Two metadata requests make sure a broker is up.
-            producer.list_topics(self.topic, clients.timeout)
-            topic = producer.list_topics(self.topic, clients.timeout).topics[self.topic]
-            if topic.error is not None and topic.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise clients.refused(
-                    f"writes to topic {self.topic!r}", topic.error.str(), "Write", "topic", self.topic
-                )
-            producer.init_transactions(clients.timeout)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
-                refused = clients.refused(
-                    f"transactional id {transactional_id!r}",
-                    error.str(),
-                    "Write Describe",
-                    "transactional-id",
-                    prefix,
-                )
-                raise AirflowFailException(
-                    f"{refused}, or remove 'transactional.id' from its extra to produce without transactions"
-                ) from exc
-            if error.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
-                raise AirflowFailException(
-                    f"Kafka refused idempotent writes to connection {self.kafka_config_id!r}: "
-                    f"{error.str().rstrip('.')}. Grant its principal IDEMPOTENT_WRITE on the cluster (kafka-acls.sh "
-                    "--add --allow-principal User:<name> --operation IdempotentWrite --cluster)"
-                ) from exc
-            raise clients.failed(
-                f"starting transaction {transactional_id!r} (its brokers must host the transaction state log: "
-                "transaction.state.log.replication.factor at most the number of brokers)",
-                error,
-                producer,
-            ) from exc
-
-    def _earlier_delivery(
-        self, clients: KafkaClients, reader, partition: int, context: Any
-    ) -> ledger.Delivery | None:
-        """This delivery's ledger entry, if an earlier try of it committed."""
-        from confluent_kafka import KafkaError, KafkaException
-
-        dag_run = context["dag_run"]
-        start, _ = run_window(context)
-        since = (dag_run.start_date or dag_run.run_after) - ledger.CLOCK_MARGIN
-        key = ledger.ledger_key(self.dag_id, self.topic, start)
-        try:
-            return ledger.find_delivery(
-                reader,
-                self.ledger_topic,
-                partition,
-                key,
-                since,
-                dag_run.run_id,
-                dag_run.clear_number or 0,
-                LEDGER_READ_TIMEOUT,
-            )
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                raise clients.refused_ledger(self.ledger_topic, "reading", error.str()) from None
-            raise clients.failed("reading its delivery ledger", error, reader) from None
-        except ledger.LedgerTimeout as exc:
-            raise AirflowException(f"Connection {self.kafka_config_id!r}: {exc}") from None
+        self.outlets = [outlet for outlet in self.outlets if not isinstance(outlet, Asset)]
+        context["outlet_events"][TOPIC_ALIAS].add(asset)
 
     def _deliver(
         self, clients: KafkaClients, producer, partition: int, transactional_id: str | None, context: Any
     ) -> ledger.Delivery:
         """Write the window's records and its ledger entry: in one transaction, or (without a transactional id)
         the entry once the broker acknowledged every record."""
-        from confluent_kafka import KafkaException
-
         report = DeliveryReport(clients)
         self.delivery_callback = report
         if isinstance(self.producer_function, str):
             self.producer_function = import_string(self.producer_function)
-        if transactional_id:
-            producer.begin_transaction()
-        try:
+        with clients.transaction(producer, transactional_id, report):
             for key, value in self.producer_function(
                 *self.producer_function_args, **self.producer_function_kwargs
             ):
-                try:
-                    _produce(producer, self.topic, key, value, report)
-                except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
-                    producer.flush(5)  # its delivery report, which the callback raises, says which and why
-                    raise
+                produce_record(producer, self.topic, key, value, report)
                 producer.poll(self.poll_timeout)
                 if self.synchronous:
                     producer.flush()
             producer.flush()  # the delivery callback raises here, outside commit, if a record failed
+            if report.queue_full:
+                log.info(
+                    "librdkafka's queue was full %d times (queue.buffering.max.messages): the records waited "
+                    "for the broker to acknowledge earlier ones",
+                    report.queue_full,
+                )
             delivery = self._delivery(report.acknowledged[self.topic], transactional_id, context)
-            _produce(producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition)
-            if transactional_id:
-                producer.commit_transaction()
-            else:
-                producer.flush()
-        except BaseException:
-            if transactional_id:
-                _abort(producer, transactional_id, report)
-            raise
+            produce_record(
+                producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
+            )
         if transactional_id:
             log.info(
                 "Committed transaction %r: %d records and the window's ledger entry",
@@ -479,20 +553,38 @@ class _ConsumerHook(_OnConnection, KafkaConsumerHook):
     pass
 
 
-def _produce(
+def kafka_connection(conn_id: str) -> Connection:
+    """A Kafka connection; fail at once, without retries, naming it, when its extra names no broker (the
+    provider's own error names neither the connection nor a fix, and Airflow would retry it)."""
+    connection = BaseHook.get_connection(conn_id)
+    if not connection.extra_dejson.get("bootstrap.servers"):
+        raise AirflowFailException(
+            f"Connection {conn_id!r} has no 'bootstrap.servers' in its extra: set it to the "
+            'host:port list of its brokers, e.g. {"bootstrap.servers": "broker1:9092,broker2:9092"}'
+        )
+    return connection
+
+
+def produce_record(
     producer, topic: str, key: bytes, value: bytes, report: DeliveryReport, partition: int = -1
 ) -> None:
     """Produce one record; when librdkafka's queue is full (queue.buffering.max.messages), serve delivery
     reports until it has room."""
+    from confluent_kafka import KafkaException
+
     while True:
         try:
             producer.produce(topic, key=key, value=value, partition=partition, on_delivery=report)
             return
         except BufferError:
+            report.queue_full += 1
             producer.poll(0.1)
+        except KafkaException:  # a refused record left the transaction unusable ("Erroneous state"):
+            producer.flush(5)  # its delivery report, which the callback raises, says which and why
+            raise
 
 
-def _abort(producer, transactional_id: str, report: DeliveryReport) -> None:
+def abort_transaction(producer, transactional_id: str, report: DeliveryReport) -> None:
     """Abort the open transaction, so that read_committed consumers go on at once; when the producer cannot
     (fenced, the broker gone), the broker aborts it after transaction.timeout.ms or at the next try."""
     from confluent_kafka import KafkaException
@@ -512,6 +604,13 @@ def _abort(producer, transactional_id: str, report: DeliveryReport) -> None:
             transactional_id,
             exc.args[0].str(),
         )
+
+
+def _passing(exc: BaseException) -> bool:
+    """Whether a failed ledger read may pass on a second read: a Kafka error other than a refused grant."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    return isinstance(exc, KafkaException) and exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED
 
 
 def _iso(moment: datetime) -> str:

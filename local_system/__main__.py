@@ -28,7 +28,13 @@ import uuid
 from local_system.airflow import BIN, DAG_ID, AirflowStack, connections
 from local_system.databases import install_debian_packages
 from local_system.kafka import KafkaBroker
-from local_system.kafka_security import LEDGER_TOPIC, PRODUCER, TRANSACTIONAL_ID_PREFIX, producer_grants
+from local_system.kafka_security import (
+    COMPLIANCE_TOPIC,
+    LEDGER_TOPIC,
+    PRODUCER,
+    TRANSACTIONAL_ID_PREFIX,
+    producer_grants,
+)
 from local_system.service import ROOT, ServiceError, process_start_time, wait_until
 from local_system.simulator import SimulatorProcess
 
@@ -78,7 +84,7 @@ def grant_producer(broker: KafkaBroker) -> None:
             if "already exists" not in str(error):
                 raise ServiceError(f"could not create topic {topic!r}: {error}") from None
     broker.add_user(PRODUCER)
-    for grant in producer_grants(PRODUCER, topics, TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC):
+    for grant in producer_grants(PRODUCER, topics, TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC, COMPLIANCE_TOPIC):
         broker.tool("kafka-acls.sh", *grant)
 
 
@@ -108,11 +114,14 @@ def system() -> tuple[KafkaBroker, SimulatorProcess | None, AirflowStack]:
         schedule_runs=True,
         parallelism=8,
         progress=lambda line: print(line, flush=True),
+        triggerer=True,  # the compliance DAG's jobs are waited for there
     )
     return broker, simulator, stack
 
 
 def start() -> None:
+    from include.streams import compliance_dag_id
+
     broker, simulator, stack = system()
     (HOME / "logs").mkdir(parents=True, exist_ok=True)
     PORTS.write_text(json.dumps({**ports(), "KAFKA_SECURITY": kafka_security()}))
@@ -128,6 +137,9 @@ def start() -> None:
         print("X_BEARER_TOKEN is set: twitter_default uses the real X API, no simulator", flush=True)
     print(f"Starting Airflow in {HOME} (each component's output in {HOME / 'logs'})", flush=True)
     stack.start(fresh=False)
+    compliance = compliance_dag_id("twitter_default")
+    stack.wait_until(lambda: stack.dag_is_parsed(compliance), 240, f"the dag-processor to parse {compliance}")
+    stack.pause(False, dag_id=compliance)
     secured = f"   SASL_SSL, CA file {broker.security.ca_file}" if broker.security else ""
     x_api = (
         f"simulator on {simulator.url}   bearer token: {simulator.bearer_token} (X_SIM_BEARER_TOKEN)"
@@ -137,6 +149,7 @@ def start() -> None:
     print(
         f"""
 Running. The DAG {DAG_ID} is unpaused: each minute gets a run, 30 s after it ends, from the current one on.
+  {compliance} checks the stored posts with X's batch compliance every 6 hours (UTC), the last one at once.
   Airflow UI   {stack.url}   user: admin   password: {stack.admin_password}
                (the password is kept in .airflow/simple_auth_manager_passwords.json.generated)
   Coverage     {stack.url}/dags/{DAG_ID}/plugin/coverage   every minute at a glance

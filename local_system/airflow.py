@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Collection
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -350,27 +350,7 @@ class AirflowStack:
         `max_active_runs` runs at once (None: Airflow's default); return their runs, oldest first, once
         all have ended. `conf` tells them apart from other runs: give each backfill its own (its own topic).
         Airflow allows one unfinished backfill per DAG: this first waits until the previous one completed."""
-
-        def previous_completed() -> bool:
-            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
-            return all(backfill["completed_at"] for backfill in backfills)
-
-        self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
-        # A run's logical date is its window's start; both ends of the range are inclusive.
-        command = ["backfill", "create", "--dag-id", dag_id, "--dag-run-conf", json.dumps(conf)]
-        command += ["--from-date", windows[0][0].isoformat(), "--to-date", windows[-1][0].isoformat()]
-        if max_active_runs is not None:
-            command += ["--max-active-runs", str(max_active_runs)]
-        for attempt in range(3):
-            try:
-                self.cli(*command)
-                break
-            except AirflowError as error:
-                # SQLite has one writer at a time; the creation is one transaction, rolled back when the
-                # scheduler holds the lock past the timeout, so trying again is safe.
-                if "database is locked" not in str(error) or attempt == 2:
-                    raise
-                time.sleep(5)
+        self.create_backfill(dag_id, windows[0][0], windows[-1][0], conf, max_active_runs)
 
         def mine(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [run for run in runs if run["conf"] == conf]
@@ -383,6 +363,49 @@ class AirflowStack:
         runs = self.wait_for_runs(ended, timeout, f"the backfill of {len(windows)} windows to end", dag_id)
         return mine(runs)
 
+    def create_backfill(
+        self,
+        dag_id: str,
+        first: datetime,
+        last: datetime,
+        conf: dict[str, Any] | None = None,
+        max_active_runs: int | None = None,
+    ) -> None:
+        """`airflow backfill create` of the runs whose logical dates are `first` to `last` (both included, a minute
+        apart), once the DAG's previous backfill completed (Airflow allows one unfinished backfill per DAG)."""
+        command = ["backfill", "create", "--dag-id", dag_id, "--from-date", first.isoformat()]
+        command += ["--to-date", last.isoformat(), "--dag-run-conf", json.dumps(conf or {})]
+        if max_active_runs is not None:
+            command += ["--max-active-runs", str(max_active_runs)]
+
+        def previous_completed() -> bool:
+            backfills = self.listing("/api/v2/backfills", "backfills", dag_id=dag_id)
+            return all(backfill["completed_at"] for backfill in backfills)
+
+        def runs_made() -> int:  # by this backfill: an earlier one's run of a minute keeps its own conf
+            return sum(
+                run["run_type"] == "backfill"
+                and run["conf"] == (conf or {})
+                and first <= datetime.fromisoformat(run["logical_date"]) <= last
+                for run in self.dag_runs(dag_id)
+            )
+
+        # SQLite has one writer at a time. A creation that read before it wrote fails at once ("database is
+        # locked", whatever the busy timeout) when another process wrote meanwhile, rolled back whole; and Airflow
+        # 3.3.2 drops a run whose insert meets the lock, and still succeeds (the backfill then completes empty).
+        # Either way the runs are missing: create the backfill again.
+        for attempt in range(3):
+            self.wait_until(previous_completed, 180, f"the previous backfill of {dag_id} to complete")
+            try:
+                self.cli(*command)
+            except AirflowError as error:
+                if "database is locked" not in str(error) or attempt == 2:
+                    raise
+                continue
+            if runs_made() > (last - first) // timedelta(minutes=1):
+                return
+        raise AirflowError(f"airflow backfill create {dag_id} [{first}, {last}] made no run three times")
+
     def trigger(
         self, logical_date: datetime | None, conf: dict[str, Any], dag_id: str = DAG_ID
     ) -> dict[str, Any]:
@@ -390,16 +413,18 @@ class AirflowStack:
         body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": conf}
         return self.api("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
 
-    def kill_task(self, ti_id: str) -> list[int]:
+    def kill_task(self, ti_id: str, worker: bool = True) -> list[int]:
         """SIGKILL a running task instance with the LocalExecutor worker that supervises it, as a lost worker:
-        Airflow learns of it only when its heartbeat times out. Return the pids killed."""
+        Airflow learns of it only when its heartbeat times out; or (`worker` False) the task's process alone,
+        as the kernel's OOM killer would: its worker reports the try failed at once. Return the pids killed."""
         killed = []
         for entry in Path("/proc").iterdir():
             try:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except (OSError, ValueError):
                 continue
-            if entry.name.isdigit() and ti_id in title:
+            # titles: the worker's `airflow worker -- LocalExecutor: <ti id>`, the task's `airflow worker -- <ti id>`
+            if entry.name.isdigit() and ti_id in title and (worker or "LocalExecutor" not in title):
                 with suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
                     killed.append(int(entry.name))
@@ -447,14 +472,14 @@ class AirflowStack:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances"
         return self.listing(path, "task_instances", order_by="id")
 
-    def task_tries(self, run_id: str, task_id: str) -> list[dict[str, Any]]:
+    def task_tries(self, run_id: str, task_id: str, dag_id: str = DAG_ID) -> list[dict[str, Any]]:
         """Every try of one task instance, first try first."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
         return self.api("GET", path)["task_instances"]
 
-    def task_log(self, run_id: str, task_id: str, try_number: int) -> str:
+    def task_log(self, run_id: str, task_id: str, try_number: int, dag_id: str = DAG_ID) -> str:
         """The log of one task try, one event per line."""
-        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}"
         content = self.api("GET", path, params={"full_content": True})["content"]
         return "\n".join(json.dumps(event) if isinstance(event, dict) else str(event) for event in content)
 
@@ -476,14 +501,22 @@ class AirflowStack:
         self, condition: Callable[[], Any], timeout: float, what: str, status: Callable[[], Any] = lambda: ""
     ) -> Any:
         """Poll `condition` every 2 s until it returns a true value (returned); raise AirflowError naming
-        `what` (and `status()`) after `timeout`, or at once when a component exited."""
+        `what` (and `status()`) after `timeout`, or at once when a component exited. A poll that the api-server
+        does not answer in time (busy, or waiting for SQLite's lock) counts as not yet."""
         deadline = time.monotonic() + timeout
-        while not (value := condition()):
+        while not (value := self._poll(condition)):
             self.check_components()
             if time.monotonic() > deadline:
                 raise AirflowError(f"timed out after {timeout:.0f} s waiting for {what}; {status()}")
             time.sleep(2)
         return value
+
+    @staticmethod
+    def _poll(condition: Callable[[], Any]) -> Any:
+        try:
+            return condition()
+        except requests.Timeout:
+            return None
 
     def component_log(self, component: str, lines: int = 40) -> str:
         """The last lines of a component's output."""

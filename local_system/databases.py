@@ -1,4 +1,5 @@
-"""PostgreSQL and Redis for Airflow on a real database and CeleryExecutor, run from Debian's packages."""
+"""PostgreSQL and Redis for Airflow on a real database and CeleryExecutor, run from Debian's packages; the Debian
+packages the local system needs, installed when missing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from pathlib import Path
 
 from local_system.service import ROOT, Service, ServiceError
 
-PACKAGES = {"postgresql": "initdb", "redis-server": "redis-server", "docker-compose": "docker-compose"}
+PACKAGES = {
+    "postgresql": "initdb",
+    "redis-server": "redis-server",
+    "docker-compose": "docker-compose",
+    "iproute2": "ip",
+}
 
 
 def install_debian_packages(*packages: str) -> None:

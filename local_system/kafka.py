@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from local_system.kafka_security import ADMIN, MECHANISM, KafkaSecurity
+from local_system.network import NetworkHost
 from local_system.service import ROOT, Service, ServiceError
 
 LIBS = ROOT / ".kafka" / "libs"
@@ -99,10 +100,14 @@ class KafkaBroker(Service):
         without an ACL but to the super user `admin` (see `admin_config`, `client_config`, `add_user`)
     :param security_dir: where a secured node keeps its certificates and passwords (default state_dir/security;
         a cluster's nodes share one)
+    :param host: the address it listens on and gives its clients (a test host's, see local_system.network)
+    :param netns: the network namespace it runs in (that test host's), None for this machine's
+    :param proxied: (port, address): a second listener, PROXIED (PLAINTEXT), on 127.0.0.1:port of its host, that
+        sends its clients to `address` (host:port), a proxy in front of it (local_system.toxiproxy): clients that
+        bootstrap there reach every broker through the proxy, the others directly
     """
 
     name = "kafka-broker"
-    start_timeout = 90.0
 
     def __init__(
         self,
@@ -116,15 +121,23 @@ class KafkaBroker(Service):
         cluster_id: str | None = None,
         security: str = "plaintext",
         security_dir: Path | None = None,
+        host: str = "127.0.0.1",
+        netns: str | None = None,
+        proxied: tuple[int, str] | None = None,
     ):
         if security not in SECURITY:
             raise ValueError(f"Kafka security is one of {', '.join(SECURITY)}, not {security!r}")
+        if proxied and security != "plaintext":
+            raise ValueError("a proxied listener is PLAINTEXT: a secured broker has none")
         super().__init__(state_dir or ROOT / ".kafka" / f"broker-{port}")
         self.port = port
+        self.host = host
+        self.netns = netns
+        self.proxied = proxied
         self.controller_port = controller_port or port + 1
         self.auto_create_topics = auto_create_topics
         self.node_id = node_id
-        self.voters = voters or f"{node_id}@127.0.0.1:{self.controller_port}"
+        self.voters = voters or f"{node_id}@{host}:{self.controller_port}"
         self.replicas = replicas
         self.cluster_id = cluster_id
         secured = security == "sasl_ssl"
@@ -133,7 +146,14 @@ class KafkaBroker(Service):
     @property
     def bootstrap(self) -> str:
         """Its bootstrap.servers."""
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def proxied_bootstrap(self) -> str:
+        """The bootstrap.servers of the clients that reach it through its proxy (see `proxied`)."""
+        if self.proxied is None:
+            raise ServiceError(f"the broker on {self.bootstrap} has no proxied listener")
+        return self.proxied[1]
 
     @property
     def admin_config(self) -> dict[str, Any]:
@@ -195,8 +215,8 @@ class KafkaBroker(Service):
             "process.roles": "broker,controller",
             "node.id": self.node_id,
             "controller.quorum.voters": self.voters,
-            "listeners": f"{protocol}://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"{protocol}://127.0.0.1:{self.port}",
+            "listeners": f"{protocol}://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+            "advertised.listeners": f"{protocol}://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": self.state_dir / "data",
@@ -221,6 +241,12 @@ class KafkaBroker(Service):
         elif self.replicas == 1:  # ACLs, for the fault suite's refused transactional id; none means allowed
             settings["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
             settings["allow.everyone.if.no.acl.found"] = "true"
+        if self.proxied is not None:
+            port, address = self.proxied
+            settings["listeners"] += f",PROXIED://127.0.0.1:{port}"
+            settings["advertised.listeners"] += f",PROXIED://{address}"
+            settings["listener.security.protocol.map"] += ",PROXIED:PLAINTEXT"
+            settings["inter.broker.listener.name"] = "PLAINTEXT"
         config = self.state_dir / "server.properties"
         config.touch(mode=0o600)  # a secured node's holds the admin's password
         config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
@@ -254,6 +280,9 @@ class KafkaCluster:
 
     :param state_dir: node-N/ per node (default .kafka/cluster-<base_port>)
     :param security: as KafkaBroker's; the nodes share one certificate authority and one admin (in security/)
+    :param node3_host: a test host (local_system.network.NetworkHost, started) for node 3: node 3 runs in it and
+        nodes 1 and 2 on this machine's end of its link, so that its partition cuts node 3 off from the other
+        two and from every client; None: all three on 127.0.0.1
     """
 
     def __init__(
@@ -262,10 +291,14 @@ class KafkaCluster:
         state_dir: Path | None = None,
         auto_create_topics: bool = True,
         security: str = "plaintext",
+        node3_host: NetworkHost | None = None,
     ):
         self.state_dir = state_dir or ROOT / ".kafka" / f"cluster-{base_port}"
         ports = [base_port + 2 * n for n in range(3)]
-        voters = ",".join(f"{n + 1}@127.0.0.1:{port + 1}" for n, port in enumerate(ports))
+        hosts = ["127.0.0.1"] * 3
+        if node3_host is not None:
+            hosts = [node3_host.outside, node3_host.outside, node3_host.address]
+        voters = ",".join(f"{n + 1}@{hosts[n]}:{port + 1}" for n, port in enumerate(ports))
         self.nodes = [
             KafkaBroker(
                 port,
@@ -277,6 +310,8 @@ class KafkaCluster:
                 3,
                 security=security,
                 security_dir=self.state_dir / "security",
+                host=hosts[n],
+                netns=node3_host.netns if node3_host is not None and n == 2 else None,
             )
             for n, port in enumerate(ports)
         ]

@@ -10,53 +10,46 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+# The stream file's default topics of the delivery ledger and the compliance events
+from include.ledger import LEDGER_TOPIC as LEDGER_TOPIC
+from include.streams import COMPLIANCE_TOPIC as COMPLIANCE_TOPIC
+
 ADMIN = "admin"  # the super user of the local system's own admin work: topics, users, ACLs
 MECHANISM = "SCRAM-SHA-512"
 BROKER_SUBJECT = (
     "kafka-broker"  # the brokers' certificate; their principal on the mutual-TLS controller listener
 )
 PRODUCER = "tweets-producer"  # the producer's user in make run, the docs and the tests
-LEDGER_TOPIC = (
-    "tweets-to-kafka.deliveries"  # the delivery ledger's default topic (the stream file may change it)
-)
 TRANSACTIONAL_ID_PREFIX = (
     "tweets-to-kafka"  # kafka_default's transactional.id in make run, the docs and tests
 )
 
 
 def producer_grants(
-    principal: str, topics: list[str], transactional_id_prefix: str, ledger_topic: str
+    principal: str,
+    topics: list[str],
+    transactional_id_prefix: str,
+    ledger_topic: str,
+    compliance_topic: str,
 ) -> list[list[str]]:
     """The ACLs the producer's principal needs and nothing more, as the arguments of one kafka-acls.sh command
-    each (without --bootstrap-server and --command-config): WRITE on the streams' topics, WRITE and DESCRIBE on
-    its transactional ids (prefixed), READ, WRITE and DESCRIBE on the delivery ledger's topic, and CREATE on it
-    so that the first produce task creates it. Idempotent and transactional writes need nothing on the cluster
-    (Kafka 3.0, KIP-679), and the ledger is read without a consumer group."""
+    each (without --bootstrap-server and --command-config): WRITE on the streams' topics, and READ for the
+    compliance DAGs to gather the posts they hold; WRITE and DESCRIBE on its transactional ids (prefixed); READ,
+    WRITE and DESCRIBE on the delivery ledger's topic, and CREATE on it so that the first produce task creates
+    it; WRITE, DESCRIBE and CREATE on the compliance topic likewise. Idempotent and transactional writes need
+    nothing on the cluster (Kafka 3.0, KIP-679), and topics are read without a consumer group."""
     allow = ["--add", "--allow-principal", f"User:{principal}"]
-    grants = [[*allow, "--operation", "Write", "--topic", topic] for topic in topics]
+
+    def operations(*names: str) -> list[str]:
+        return [word for name in names for word in ("--operation", name)]
+
+    grants = [[*allow, *operations("Read", "Write"), "--topic", topic] for topic in topics]
     grants.append(
-        [
-            *allow,
-            "--operation",
-            "Write",
-            "--operation",
-            "Describe",
-            "--transactional-id",
-            transactional_id_prefix,
-        ]
+        [*allow, *operations("Write", "Describe"), "--transactional-id", transactional_id_prefix]
         + ["--resource-pattern-type", "prefixed"]
     )
-    operations = [
-        "--operation",
-        "Read",
-        "--operation",
-        "Write",
-        "--operation",
-        "Describe",
-        "--operation",
-        "Create",
-    ]
-    grants.append([*allow, *operations, "--topic", ledger_topic])
+    grants.append([*allow, *operations("Read", "Write", "Describe", "Create"), "--topic", ledger_topic])
+    grants.append([*allow, *operations("Write", "Describe", "Create"), "--topic", compliance_topic])
     return grants
 
 

@@ -2,59 +2,74 @@
 
 - registers the schedule: Airflow's scheduler only runs a custom timetable that a plugin names (without it, the DAG
   fails to load with TimetableNotRegistered);
-- its listeners import the modules of the DAG file and its tasks into the Airflow components that fork them, so that
-  no task imports them again, and note on a stream's scheduled run when it was a catch-up run or delivered late;
+- its listeners import the third-party libraries of the DAG file and its tasks into the Airflow components that fork
+  them, so that no task imports them again (the package's own modules, include/ and the hook, are left for each task
+  to import, so that a deploy of them reaches the next task without a restart), and note on a stream's scheduled run
+  when it was a catch-up run or delivered after its late alert's deadline;
 - adds the Coverage pages to the UI: a Coverage tab on every DAG's page and a Coverage page of every stream in
-  the navigation, served by include/coverage_app.py on the API server (built on its first request, so that no other
-  component imports it).
+  the navigation, served by include/coverage_app.py on the API server (imported on its first request, so that no
+  other component imports it).
 """
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib import import_module
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
 
-from twitter_provider.timetables import WINDOW, SearchableMinuteTimetable
+from twitter_provider.timetables import CATCH_UP_AFTER, WINDOW, SearchableMinuteTimetable
 
 log = logging.getLogger(__name__)
-# What the DAG file and its tasks import beyond Airflow: include/ with the Kafka provider and confluent-kafka, and
-# TwitterHook with tweepy (about 50 ms of each task's start-up, and 45 ms more for fetch_tweets).
-TASK_MODULES = ("include.kafka_delivery", "include.streams", "twitter_provider.hooks")
+# What the DAG file and its tasks import beyond this package and what Airflow imports by itself: the Kafka provider
+# with confluent-kafka, tweepy, PyYAML, and the names of airflow.sdk that it loads on first use (about 80 ms of each
+# task's start-up, and 45 ms more for fetch_tweets).
+THIRD_PARTY_MODULES = (
+    "airflow.providers.apache.kafka.operators.produce",
+    "airflow.providers.apache.kafka.hooks.client",
+    "airflow.providers.apache.kafka.hooks.consume",
+    "confluent_kafka.admin",
+    "tweepy",
+    "yaml",
+    "xml.etree.ElementTree",
+)
+AIRFLOW_SDK_NAMES = ("Asset", "AssetAlias", "BaseHook", "Connection", "ObjectStoragePath", "Param", "task")
+# The component a task process names when it starts (Airflow 3.3's task runner): it imports what it needs itself.
+TASK_PROCESS = "TaskRunnerMarker"
 
 
-class TaskModulePreloader:
-    """A listener: when the scheduler, the dag-processor or the triggerer starts, before it forks anything,
-    import TASK_MODULES. The scheduler's LocalExecutor workers are forked from it and fork each task process in
-    turn, and the dag-processor forks a process for each parse: all of them start with these modules imported."""
+class ThirdPartyPreloader:
+    """A listener: when the scheduler, the dag-processor or the triggerer starts, before it forks anything, import
+    THIRD_PARTY_MODULES and AIRFLOW_SDK_NAMES. The scheduler's LocalExecutor workers are forked from it and fork each task process in
+    turn, and the dag-processor forks a process for each parse: all of them start with these libraries imported.
+    Never this package's own modules: a child would run them as they were when the component started."""
 
     @hookimpl
     def on_starting(self, component) -> None:
-        from airflow.jobs.job import Job
-
-        if not isinstance(component, Job):  # a task process, which imports what it needs itself
+        if type(component).__name__ == TASK_PROCESS:
             return
-        for module in TASK_MODULES:
+        for module in THIRD_PARTY_MODULES:
             try:
                 import_module(module)
             except ImportError as exc:  # the task that needs it fails with the same error, and is retried
                 log.warning("Could not import %s for the tweets_to_kafka tasks: %s", module, exc)
+        sdk = import_module("airflow.sdk")
+        for name in AIRFLOW_SDK_NAMES:
+            getattr(sdk, name)
 
 
 class LateRunNotes:
     """A listener in the scheduler: a scheduled run of a stream's minute gets a note, shown with the run in the UI,
-    when it was a catch-up run (created more than a minute after its window became searchable, after Airflow was
-    down or the DAG paused) and when it was delivered later than the stream's late_after_minutes."""
+    when it was a catch-up run (created more than CATCH_UP_AFTER after its window became searchable: Airflow was down,
+    the DAG paused, or earlier runs held it back) and when it succeeded after its late alert's deadline. It reads
+    the run and its schedule alone, so that the scheduler imports nothing of this package."""
 
     @hookimpl
     def on_dag_run_running(self, dag_run, msg: str) -> None:
-        timetable = _stream_timetable(dag_run)
-        if timetable is None or dag_run.queued_at is None:
+        searchable = _searchable_at(dag_run)
+        if searchable is None or dag_run.queued_at is None:
             return
-        from include.coverage import CATCH_UP_AFTER
-
-        lag = dag_run.queued_at - timetable.searchable_at(dag_run.data_interval_start + WINDOW)
+        lag = dag_run.queued_at - searchable
         if lag > CATCH_UP_AFTER:
             _add_note(
                 dag_run,
@@ -64,32 +79,26 @@ class LateRunNotes:
 
     @hookimpl
     def on_dag_run_success(self, dag_run, msg: str) -> None:
-        timetable = _stream_timetable(dag_run)
-        if timetable is None:
+        searchable = _searchable_at(dag_run)
+        if searchable is None or dag_run.end_date is None or not dag_run.deadlines:
             return
-        from include.streams import StreamFileError, read_streams
-
-        try:
-            stream = next((s for s in read_streams().streams if s.name == dag_run.dag_id), None)
-        except StreamFileError:  # the dag-processor reports it
-            return
-        searchable = timetable.searchable_at(dag_run.data_interval_start + WINDOW)
-        took = (dag_run.end_date or datetime.now(UTC)) - searchable
-        if stream is not None and took > stream.late_after:
+        due = min(deadline.deadline_time for deadline in dag_run.deadlines)  # its window's late alert's
+        if dag_run.end_date > due:
             _add_note(
                 dag_run,
-                f"Delivered late: {_minutes(took)} after its window {_window(dag_run)} became searchable (late after "
-                f"{stream.late_after_minutes} min).",
+                f"Delivered late: {_minutes(dag_run.end_date - searchable)} after its window {_window(dag_run)} "
+                f"became searchable (late after {_minutes(due - searchable)}).",
             )
 
 
-def _stream_timetable(dag_run) -> SearchableMinuteTimetable | None:
-    """The schedule of a scheduled run of a stream's DAG, else None."""
-    dag = getattr(dag_run, "dag", None)
-    timetable = getattr(dag, "timetable", None)
+def _searchable_at(dag_run):
+    """When the window of a scheduled run of a stream's DAG became searchable, else None."""
+    timetable = getattr(getattr(dag_run, "dag", None), "timetable", None)
     if dag_run.run_type != "scheduled" or dag_run.data_interval_start is None:
         return None
-    return timetable if isinstance(timetable, SearchableMinuteTimetable) else None
+    if not isinstance(timetable, SearchableMinuteTimetable):
+        return None
+    return timetable.searchable_at(dag_run.data_interval_start + WINDOW)
 
 
 def _add_note(dag_run, text: str) -> None:
@@ -122,7 +131,7 @@ class CoverageApp:
 class TweetsToKafkaPlugin(AirflowPlugin):
     name = "tweets_to_kafka"
     timetables = [SearchableMinuteTimetable]
-    listeners = [TaskModulePreloader(), LateRunNotes()]
+    listeners = [ThirdPartyPreloader(), LateRunNotes()]
     fastapi_apps = [{"app": CoverageApp(), "url_prefix": "/coverage", "name": "Stream coverage"}]
     external_views = [
         {

@@ -161,3 +161,23 @@ def late_alerts(stack, dag_id: str) -> list[str]:
 def window_text(start: datetime) -> str:
     """How the late alert names a window, e.g. `window [2026-12-01T20:20Z,`."""
     return f"window [{start:%Y-%m-%dT%H:%MZ},"
+
+
+def run_compliance(retry_delay: float = 1, **conf) -> str:
+    """Run x_compliance_twitter_default as `airflow dags test` does (its trigger in line, looking at the job every
+    0.2 s), its retries `retry_delay` seconds apart; return its task's final state."""
+    from datetime import timedelta
+
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models import TaskInstance
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    dag = DagBag(dag_folder=str(ROOT / "dags")).dags["x_compliance_twitter_default"]
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=retry_delay)
+        task.poll_interval = 0.2
+    run = dag.test(run_conf=conf or None)
+    with create_session() as session:
+        (instance,) = session.scalars(select(TaskInstance).where(TaskInstance.run_id == run.run_id))
+        return instance.state

@@ -1,9 +1,10 @@
 """The simulator's batch compliance: compliance events, jobs and their pre-signed storage URLs.
 
 A job is created (``created``), gets its ids by one upload to its upload URL, stays ``in_progress``
-for the simulator's processing time, then ends ``complete`` (or ``failed``/``expired`` by a fault, or
-``failed`` when cancelled or when a line is not an id; ``expired`` when nothing was uploaded before
-the upload URL expired). Its status is computed from these moments, so nothing runs in the background.
+for the simulator's processing time (and until a thread has found the posts of its ids: a million take
+a minute or two), then ends ``complete`` (or ``failed``/``expired`` by a fault, or ``failed`` when
+cancelled or when a line is not an id; ``expired`` when nothing was uploaded before the upload URL
+expired). Its status is computed from these moments.
 The URLs stand for X's Google Cloud Storage URLs: signed (method, path, date, expiry), refused once
 expired, answered with Cloud Storage's XML errors.
 """
@@ -104,6 +105,8 @@ class Job:
     processing_ms: int
     ids: list[str] = field(default_factory=list)
     uploaded_ms: int | None = None
+    resolved_ms: int | None = None  # when the simulator had found the posts of its ids (None: not yet)
+    versions: dict = field(default_factory=dict)  # each id's (post, scheduled edit) or None, once resolved
     outcome: str = "complete"
     cancelled: bool = False
     sessions: set[str] = field(default_factory=set)  # resumable upload sessions
@@ -113,12 +116,16 @@ class Job:
             return "failed"
         if self.uploaded_ms is None:
             return "expired" if now_ms >= self.upload_expires_ms else "created"
-        return "in_progress" if now_ms < self.finished_ms else self.outcome
+        finished = self.finished_ms
+        return "in_progress" if finished is None or now_ms < finished else self.outcome
 
     @property
-    def finished_ms(self) -> int:
-        """When processing ends (after the upload): the moment its results are taken at."""
-        return self.uploaded_ms + self.processing_ms
+    def finished_ms(self) -> int | None:
+        """When processing ends: its time after the upload, or later if finding its posts took longer (None
+        until they are found); the moment its results are taken at."""
+        if self.resolved_ms is None:
+            return None
+        return max(self.uploaded_ms + self.processing_ms, self.resolved_ms)
 
     def active(self, now_ms: int) -> bool:
         return self.status(now_ms) in ("created", "in_progress")

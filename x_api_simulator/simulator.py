@@ -5,7 +5,7 @@ A FastAPI app served by uvicorn from a daemon thread. Its answers are held to X'
 (``x_api_simulator/contract/``) by tests/x_api_simulator/test_contract.py.
 
 Test controls, from Python: ``set_rate``, ``add_fault``, ``add_job_fault``, ``clear_faults``,
-``add_compliance_event``, ``compliance_events``, ``compliance_results``, ``requests``,
+``add_compliance_event``, ``clear_compliance_events``, ``compliance_events``, ``compliance_results``, ``requests``,
 ``clear_requests``, ``tweets_between``; over HTTP (JSON bodies, no auth): ``POST /_sim/rate``,
 ``POST /_sim/faults``, ``POST /_sim/compliance/job-faults``, ``DELETE /_sim/faults``,
 ``POST /_sim/compliance/events``, ``GET /_sim/compliance/events``,
@@ -372,6 +372,7 @@ class XApiSimulator:
         self.compliance_upload_limit = MAX_UPLOAD_BYTES
         self._lock = threading.Lock()
         self._rates: dict[int, int] = {}
+        self._last_window: tuple[tuple, list[tuple[dict, dict]]] | None = None  # (its key, its posts)
         self._faults: list[_Fault] = []
         self._job_faults: list[list] = []  # [status, times left]
         self._jobs: dict[str, Job] = {}
@@ -504,6 +505,11 @@ class XApiSimulator:
             self._faults.clear()
             self._job_faults.clear()
 
+    def clear_rate_limits(self) -> None:
+        """Start every credential's rate-limit window afresh, with no request counted."""
+        with self._lock:
+            self._rate_windows.clear()
+
     @property
     def requests(self) -> list[dict]:
         """Copy of the request log (searches, compliance requests, uploads and downloads): method, path,
@@ -545,6 +551,15 @@ class XApiSimulator:
             self._event_log.append(made)
         return dict(made)
 
+    def clear_compliance_events(self) -> None:
+        """Undo every event made on request: each post is again as generated (and a past window's pages again
+        come from one evaluation)."""
+        with self._lock:
+            self._events.clear()
+            self._account_events.clear()
+            self._edits.clear()
+            self._event_log.clear()
+
     @property
     def compliance_events(self) -> list[dict]:
         """The events made on request, in order: kind, id, at (and ``edited_id``, the new version's id,
@@ -575,9 +590,34 @@ class XApiSimulator:
         deactivated by now are left out."""
         now_ms = _now_ms()
         as_of = created_before_ms if created_before_ms is not None else now_ms
-        matches = parse(query) if query is not None else None
         with self._lock:
             events, accounts, edits = dict(self._events), dict(self._account_events), dict(self._edits)
+        if self.edit_rate or self.compliance_rate or events or accounts or edits or as_of < end_ms:
+            return self._matching(start_ms, end_ms, query, since_id, as_of, now_ms, events, accounts, edits)
+        # A past window without edits or compliance events stays as it is: the pages of one search are cut from
+        # one evaluation (the 1,500 pages of a 150,000-post minute would each evaluate the query on every post).
+        minutes = range(start_ms // MINUTE_MS, (end_ms - 1) // MINUTE_MS + 1)
+        rates = tuple(self._rates.get(minute, self.rate_per_minute) for minute in minutes)
+        key = (self.seed, rates, start_ms, end_ms, query, since_id)
+        last = self._last_window
+        if last is None or last[0] != key:
+            found = self._matching(start_ms, end_ms, query, since_id, as_of, now_ms, events, accounts, edits)
+            last = self._last_window = (key, found)
+        return last[1]
+
+    def _matching(
+        self,
+        start_ms: int,
+        end_ms: int,
+        query: str | None,
+        since_id: int | None,
+        as_of: int,
+        now_ms: int,
+        events: dict[str, Event],
+        accounts: dict[str, Event],
+        edits: dict[str, Post],
+    ) -> list[tuple[dict, dict]]:
+        matches = parse(query) if query is not None else None
         posts = posts_between(
             self.seed,
             self._rates,
@@ -631,9 +671,10 @@ class XApiSimulator:
         """A new version of a post, edited now on request (under the lock)."""
         return edited(post, now_ms, REQUESTED_EDIT_WORKER | len(self._edits) % 4096)
 
-    def _result_line(self, tweet_id: str, as_of_ms: int) -> dict | None:
-        """A post's result line in a tweets job finishing at ``as_of_ms``; None without an event."""
-        version = self._version(tweet_id)
+    def _result_line(self, tweet_id: str, as_of_ms: int, version: tuple | None = None) -> dict | None:
+        """A post's result line in a tweets job finishing at ``as_of_ms`` (``version``: the post's, found
+        already); None without an event."""
+        version = version or self._version(tweet_id)
         if version is None:
             return None
         post, scheduled_edit = version
@@ -1009,7 +1050,7 @@ class XApiSimulator:
         lines = [line.strip() for line in body.decode("utf-8", "replace").splitlines() if line.strip()]
         with self._lock:
             if job.active(now_ms):
-                job.ids, job.uploaded_ms = lines, now_ms
+                job.ids, job.uploaded_ms, job.resolved_ms, job.versions = lines, now_ms, None, {}
                 job.outcome = "complete"
                 if not all(X_ID.fullmatch(line) for line in lines):
                     job.outcome = "failed"
@@ -1018,7 +1059,19 @@ class XApiSimulator:
                     self._job_faults[0][1] -= 1
                     if not self._job_faults[0][1]:
                         self._job_faults.pop(0)
+                resolve = threading.Thread(target=self._resolve, args=(job, lines), daemon=True)
+                resolve.start()
         return _Answer(200, b"", {"content-type": "text/plain"})
+
+    def _resolve(self, job: Job, ids: list[str]) -> None:
+        """Find the post of each of a job's ids (a tweets job that did not fail), then mark it resolved, unless
+        another upload replaced its ids meanwhile."""
+        versions = {}
+        if job.type == "tweets" and job.outcome != "failed":
+            versions = {tweet_id: self._version(tweet_id) for tweet_id in dict.fromkeys(ids)}
+        with self._lock:
+            if job.ids is ids:
+                job.versions, job.resolved_ms = versions, _now_ms()
 
     def _download(self, job: Job, now_ms: int) -> _Answer:
         """A complete job's result lines, one JSON object a line, as of when it finished."""
@@ -1026,8 +1079,13 @@ class XApiSimulator:
             status = job.status(now_ms)
         if status != "complete":
             return _refused("NoSuchKey", f"the results of a {status} job")
-        line_of = self._result_line if job.type == "tweets" else self._user_line
-        lines = [line_of(tweet_id, job.finished_ms) for tweet_id in dict.fromkeys(job.ids)]
+        if job.type == "tweets":
+            lines = [
+                self._result_line(tweet_id, job.finished_ms, version)
+                for tweet_id, version in job.versions.items()
+            ]
+        else:
+            lines = [self._user_line(user_id, job.finished_ms) for user_id in dict.fromkeys(job.ids)]
         body = "".join(json.dumps(line) + "\n" for line in lines if line is not None)
         return _Answer(200, body.encode(), {"content-type": "application/json"})
 

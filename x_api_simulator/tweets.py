@@ -250,9 +250,20 @@ def find_post(
     own_minute = snowflake_ms(number) // MINUTE_MS
     first = own_minute - EDIT_WINDOW_MS // MINUTE_MS if number & EDIT_WORKER else own_minute
     for minute in range(first, own_minute + 1):
-        for original, edit in minute_posts(
-            seed, minute, rates.get(minute, default_rate), edit_rate, compliance_rate
-        ):
-            if tweet_id in (original.tweet["id"], edit and edit.tweet["id"]):
-                return original, edit
+        found = _minute_index(seed, minute, rates.get(minute, default_rate), edit_rate, compliance_rate)
+        if tweet_id in found:
+            return found[tweet_id]
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _minute_index(
+    seed: int, minute: int, count: int, edit_rate: float, compliance_rate: float
+) -> dict[str, tuple[Post, Post | None]]:
+    """minute_posts by the id of each version, so that a compliance job's ids are found at once."""
+    index = {}
+    for original, edit in minute_posts(seed, minute, count, edit_rate, compliance_rate):
+        index[original.tweet["id"]] = (original, edit)
+        if edit:
+            index[edit.tweet["id"]] = (original, edit)
+    return index

@@ -100,6 +100,16 @@ class RateLimited(Exception):
         self.reset_at = reset_at
 
 
+class SearchPaused(RateLimited):
+    """A rate limit that lifts later than the hook waits (`max_rate_limit_wait`), met during a window's search:
+    the tweets read so far, and the page to go on from once it lifts (`search_window(next_token=...)`)."""
+
+    def __init__(self, limited: RateLimited, tweets: list[dict[str, Any]], next_token: str | None):
+        super().__init__(limited.reset_at, str(limited))
+        self.tweets = tweets
+        self.next_token = next_token
+
+
 class _XApiAdapter(HTTPAdapter):
     """Sends tweepy's requests to `base_url` instead of its hard-coded host, always with a timeout."""
 
@@ -130,7 +140,9 @@ class TwitterHook(BaseHook):
     :param attempts: tries of one request that meets a transient failure, before the task fails
     :param backoff: first wait between those tries, in seconds; it doubles each time
     :param max_rate_limit_wait: after a 429, wait for a reset at most this far away (in seconds) and ask
-        again; a reset further away fails with an error that names it
+        again; a reset further away, within X's 15-minute window, raises `RateLimited` (`SearchPaused` from a
+        search) for the caller to wait elsewhere; one beyond it (a wrong header, a skewed clock) fails with an
+        error that names it
     """
 
     conn_name_attr = "twitter_conn_id"
@@ -170,7 +182,7 @@ class TwitterHook(BaseHook):
                 f"{self._connection_label}: host {host!r} is not an http(s) URL; "
                 f"leave it empty for the X API ({X_API_HOST}) or set e.g. http://127.0.0.1:8099"
             )
-        plain_http_allowed = self._connection.extra_dejson.get("allow_plain_http") is True
+        plain_http_allowed = conn.extra_dejson.get("allow_plain_http") is True
         if url.scheme == "http" and not _is_loopback(url.hostname or "") and not plain_http_allowed:
             raise AirflowFailException(
                 f"{self._connection_label}: host {host!r} is plain http:// to another machine, which would send "
@@ -252,7 +264,12 @@ class TwitterHook(BaseHook):
         return client
 
     def search_window(
-        self, query: str, start: datetime, end: datetime, horizon: timedelta = SEARCH_HORIZON
+        self,
+        query: str,
+        start: datetime,
+        end: datetime,
+        horizon: timedelta = SEARCH_HORIZON,
+        next_token: str | None = None,
     ) -> list[dict[str, Any]]:
         """
         Return every tweet matching `query` with `start <= created_at < end`, newest first.
@@ -261,12 +278,14 @@ class TwitterHook(BaseHook):
         or None (and `created_at` from its id, should the API leave it out). Every page is read, an
         empty one that carries a `next_token` too; a tweet met twice is kept once. Raise
         BeyondSearchHorizon, without a request, when `start` is older than `horizon` at the moment of a
-        request (also after waiting out a rate limit), and when X answers that it is.
+        request (also after waiting out a rate limit), and when X answers that it is. Raise SearchPaused, with
+        the tweets read so far, at a rate limit that lifts later than `max_rate_limit_wait`.
 
         :param query: the X API search query
         :param start: the window's first instant (inclusive), timezone-aware
         :param end: the window's end (exclusive), timezone-aware
         :param horizon: how far back the recent search reaches
+        :param next_token: the page to start from (a paused search's), instead of the first
         """
         params: dict[str, Any] = {
             "query": query,
@@ -278,10 +297,15 @@ class TwitterHook(BaseHook):
             "tweet_fields": "author_id,created_at,lang,public_metrics",
             "user_fields": "location,public_metrics",
         }
+        if next_token:
+            params["next_token"] = next_token
         tweets: dict[str, dict[str, Any]] = {}
         pages = 0
         while True:
-            page = self._call(lambda: self._search(params, start + horizon))
+            try:
+                page = self._call(lambda: self._search(params, start + horizon))
+            except RateLimited as limited:
+                raise SearchPaused(limited, list(tweets.values()), params.get("next_token")) from None
             pages += 1
             authors = {user["id"]: user for user in (page.get("includes") or {}).get("users") or []}
             for tweet in page.get("data") or []:
@@ -486,7 +510,7 @@ class TwitterHook(BaseHook):
         attempts: int | None = None,
     ) -> dict[str, Any]:
         """Make a request (`attempts` tries at most, default the hook's), retried on transient failures
-        and after a rate-limit reset; return its JSON body."""
+        and after a rate-limit reset within `max_rate_limit_wait`; return its JSON body."""
         while True:
             try:
                 for attempt in self._retrying(attempts or self.attempts):
@@ -494,11 +518,14 @@ class TwitterHook(BaseHook):
                         return self._request(request, hints)
             except RateLimited as limited:
                 wait = (limited.reset_at - datetime.now(UTC)).total_seconds()
-                if wait > self.max_rate_limit_wait:
+                if wait > RATE_LIMIT_WINDOW_SECONDS:
                     raise AirflowException(
                         f"{limited}; the rate limit resets at {_iso(limited.reset_at)} (in {wait:.0f} s), "
-                        f"later than the {self.max_rate_limit_wait:.0f} s this task waits for a reset"
+                        f"later than X's {RATE_LIMIT_WINDOW_SECONDS} s rate-limit window allows: a wrong header "
+                        "or a skewed clock"
                     ) from None
+                if wait > self.max_rate_limit_wait:
+                    raise
                 self.log.warning(
                     "%s; waiting %.0f s for the reset at %s", limited, wait, _iso(limited.reset_at)
                 )

@@ -13,6 +13,9 @@ from twitter_provider import SEARCH_HORIZON
 
 WINDOW = timedelta(minutes=1)
 SETTLE = timedelta(seconds=30)  # tweets become searchable about 30 s after they are posted
+# A scheduled run created this long after its window became searchable is a catch-up run: Airflow was down, the DAG
+# paused, or earlier runs held it back (on time, the scheduler creates it within seconds).
+CATCH_UP_AFTER = timedelta(minutes=1)
 
 # A window this close to the horizon is left alone: it could pass the horizon before its request lands.
 HORIZON_MARGIN = timedelta(minutes=1)

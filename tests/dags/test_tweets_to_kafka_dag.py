@@ -1,4 +1,5 @@
-"""DAG integrity: it imports cleanly and cheaply, and is scheduled, retried and documented as intended."""
+"""DAG integrity: the stream's DAG and the compliance DAG import cleanly and cheaply, and are scheduled, retried
+and documented as intended."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ def dag(dagbag):
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert sorted(dagbag.dags) == ["tweets_to_kafka", "tweets_to_kafka_healing"]
+    assert sorted(dagbag.dags) == [
+        "tweets_to_kafka",
+        "tweets_to_kafka_healing",
+        "x_compliance_twitter_default",
+    ]
 
 
 def test_the_scheduler_gets_the_searchable_minute_schedule_with_its_settings(dag):
@@ -72,14 +77,18 @@ def test_produce_uses_the_providers_operator_asynchronously_one_at_a_time_with_t
     assert produce.kafka_config_id == "kafka_default" and produce.synchronous is False
     assert produce.max_active_tis_per_dag == 1, "the stream's one transactional id: one produce at a time"
     assert produce.ledger_topic == "tweets-to-kafka.deliveries"
-    assert [outlet.name for outlet in produce.outlets] == ["tweets-kafka-topic"]
+    assert [outlet.name for outlet in produce.outlets] == [
+        "kafka://kafka_default/tweets-lambda1",  # the stream's topic, an asset from the parse on
+        "tweets-kafka-topic",  # the alias: the topic a run's conf names instead
+    ]
 
 
-def test_parsing_the_dag_file_does_not_import_tweepy():
-    """tweepy (and the hook) load only when fetch_tweets runs; confluent_kafka arrives through the
-    provider's operator module, which the DAG file must import to declare the task."""
+@pytest.mark.parametrize("dag_file", ["tweets_to_kafka.py", "x_compliance.py"])
+def test_parsing_the_dag_file_does_not_import_tweepy(dag_file):
+    """tweepy (and the hook) load only when fetch_tweets or the compliance task runs; confluent_kafka arrives
+    through the provider's operator module, which the DAG file must import to declare the task."""
     code = (
-        "import runpy, sys; runpy.run_path('dags/tweets_to_kafka.py');"
+        f"import runpy, sys; runpy.run_path('dags/{dag_file}');"
         "print(sorted(m for m in ('tweepy', 'twitter_provider.hooks', 'requests_oauthlib') if m in sys.modules))"
     )
     result = subprocess.run(
@@ -126,3 +135,34 @@ def test_the_default_late_alert_logs_the_stream_the_window_and_its_runs_state(ca
         "it became searchable; its run 'scheduled__2026-12-01T20:20--20:21Z' is running"
     )
     assert message in caplog.messages
+
+
+def test_the_plugins_requirements_name_the_airflow_it_is_tested_on():
+    """On 3.2 the schedule's DagRunInfo lacks 3.3's defaults and the DAG silently never schedules (#68315)."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "plugins" / "pyproject.toml").read_text())["project"]
+    airflow = next(Requirement(r) for r in project["dependencies"] if r.startswith("apache-airflow"))
+    assert version("apache-airflow") in airflow.specifier, (
+        "the Airflow of constraints.txt, which the tests run"
+    )
+    assert not {"3.2.1", "3.3.0", "4.0.0"} & set(airflow.specifier.filter(["3.2.1", "3.3.0", "4.0.0"]))
+
+
+def test_the_compliance_dag_sweeps_the_seed_stream_every_6_hours_deferrably_one_run_at_a_time(dagbag):
+    from include.compliance import ComplianceOperator
+
+    dag = dagbag.dags["x_compliance_twitter_default"]
+    assert dag.timetable.summary == "0 */6 * * *" and dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.tags and dag.doc_md and "within 24 hours" in dag.doc_md
+    (task,) = dag.tasks
+    assert isinstance(task, ComplianceOperator) and task.task_id == "compliance_kafka_default"
+    assert task.streams == {"tweets_to_kafka": "tweets-lambda1"}
+    assert (task.compliance_topic, task.ledger_topic) == (
+        "tweets-to-kafka.compliance",
+        "tweets-to-kafka.deliveries",
+    )
+    assert task.retries >= 2 and task.retry_exponential_backoff and task.execution_timeout is not None

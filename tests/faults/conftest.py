@@ -1,6 +1,10 @@
-"""Fixtures of the fault suite: the simulator on a fixed port, a broker that tests kill, the three-broker
-cluster, and the figures of every case, written to .artifacts/reliability.json at the end of the session.
-Tests that stop, kill or freeze a broker (they use `own_broker` or `cluster`) are marked `broker_faults`."""
+"""Fixtures of the fault suite: the simulator on a fixed port, a broker that tests kill or cut off, the three-broker
+cluster, Toxiproxy between the tasks and what they reach, and the figures of every case, written to
+.artifacts/reliability.json at the end of the session.
+Tests that stop, kill or freeze a broker (they use `own_broker` or `cluster`) are marked `broker_faults`.
+
+The broker and the cluster's node 3 each run on a test host of their own, a network namespace cabled to this
+machine (local_system.network, as root: CI runs as root), so that a case can partition them."""
 
 from __future__ import annotations
 
@@ -9,13 +13,17 @@ import time
 
 import pytest
 
-from local_system import KafkaBroker, KafkaCluster, XApiSimulator
+from local_system import KafkaBroker, KafkaCluster, NetworkHost, Toxiproxy, XApiSimulator
+from local_system.toxiproxy import Proxy
 from tests.faults.reliability import Case, write_figures
 from tests.helpers import KAFKA_CONFIG, ROOT, set_connection
 
 SIMULATOR_PORT = int(os.environ.get("FAULTS_SIMULATOR_PORT", "18299"))
+# Its controller takes the next port, its proxied listener the one after.
 BROKER_PORT = int(os.environ.get("FAULTS_KAFKA_PORT", "19310"))
 CLUSTER_BASE_PORT = int(os.environ.get("FAULTS_CLUSTER_BASE_PORT", "19301"))
+# Toxiproxy's API here, +1 its proxy to the X API; on the broker's host, +10 its API and +11 its proxy to the broker.
+NETWORK_PORT = int(os.environ.get("FAULTS_NETWORK_PORT", "19700"))
 TOKEN = "test-bearer-token-0123456789"
 
 
@@ -52,10 +60,23 @@ def case(request, cases) -> Case:
 
 
 @pytest.fixture(scope="session")
-def broker() -> KafkaBroker:
-    """A fresh single-node broker, auto-creation off, that tests may stop, kill and start again."""
+def broker_host() -> NetworkHost:
+    """The test host of the broker."""
+    with NetworkHost.of_port(BROKER_PORT) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def broker(broker_host) -> KafkaBroker:
+    """A fresh single-node broker on its own test host, auto-creation off, that tests may stop, kill and start
+    again, or cut off; clients that bootstrap at `proxied_bootstrap` reach it through `broker_proxy`."""
     killable = KafkaBroker(
-        BROKER_PORT, ROOT / ".kafka" / f"faults-broker-{BROKER_PORT}", auto_create_topics=False
+        BROKER_PORT,
+        ROOT / ".kafka" / f"faults-broker-{BROKER_PORT}",
+        auto_create_topics=False,
+        host=broker_host.address,
+        netns=broker_host.netns,
+        proxied=(BROKER_PORT + 2, f"{broker_host.address}:{NETWORK_PORT + 11}"),
     )
     killable.remove_state()
     with killable:
@@ -63,9 +84,34 @@ def broker() -> KafkaBroker:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> KafkaCluster:
-    """A fresh three-broker KRaft cluster, whose nodes tests may kill and start again."""
-    three = KafkaCluster(CLUSTER_BASE_PORT)
+def broker_proxy(broker_host, broker) -> Proxy:
+    """Toxiproxy on the broker's host, between its link and the broker: what crosses the link to the broker's
+    proxied listener passes it, so that a toxic slows what the broker sends back before the link carries it."""
+    with Toxiproxy(NETWORK_PORT + 10, host=broker_host.address, netns=broker_host.netns) as toxiproxy:
+        yield toxiproxy.proxy(
+            "kafka", listen=broker.proxied_bootstrap, upstream=f"127.0.0.1:{broker.proxied[0]}"
+        )
+
+
+@pytest.fixture(scope="session")
+def toxiproxy() -> Toxiproxy:
+    """Toxiproxy on this machine, for the proxy between the tasks and the X API."""
+    with Toxiproxy(NETWORK_PORT) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cluster_host() -> NetworkHost:
+    """The test host of the cluster's node 3."""
+    with NetworkHost.of_port(CLUSTER_BASE_PORT) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_host) -> KafkaCluster:
+    """A fresh three-broker KRaft cluster, whose nodes tests may kill and start again, and node 3 on a test host
+    of its own (`cluster_host`), that tests may cut off."""
+    three = KafkaCluster(CLUSTER_BASE_PORT, node3_host=cluster_host)
     three.remove_state()
     with three:
         yield three

@@ -1,6 +1,8 @@
 """With the real scheduler on PostgreSQL (local_system.AirflowStack; Airflow 3.3.2 refuses backfills this large
 on SQLite under concurrent access) and every log at DEBUG: a backfill of 120 past windows runs into the X API's
-rate limit and still delivers every tweet, and no task log file holds a secret at DEBUG level."""
+rate limit and still delivers every tweet, no task log file holds a secret at DEBUG level, and a task cut off from
+the API server (its tasks reach it through Toxiproxy, as workers on other hosts would) is retried without writing
+its window twice."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ from datetime import timedelta
 
 import pytest
 
-from local_system import DAG_ID, AirflowStack, Postgres, XApiSimulator, connections
+from include import ledger
+from local_system import DAG_ID, AirflowStack, Postgres, Toxiproxy, XApiSimulator, connections
+from tests.faults.consumers import TopicWatcher, check_committed_once, when_written
 from tests.faults.reliability import SEARCH_PATH
-from tests.helpers import KAFKA_CONFIG, ROOT, past_window, x_api_time
+from tests.helpers import BOOTSTRAP, KAFKA_CONFIG, ROOT, create_topic, past_window, read_topic, x_api_time
 
 POSTGRES_PORT = int(os.environ.get("FAULTS_POSTGRES_PORT", "15442"))
-AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))  # its worker log server takes the next one
+# Its worker log server takes the next port, Toxiproxy's API the one after, the proxy to the API server the fourth.
+AIRFLOW_PORT = int(os.environ.get("FAULTS_AIRFLOW_PORT", "19380"))
 TOKEN = "postgres-stack-bearer-token-0123456789"
 # The backfill waits out the rate limit, minute after minute; the other test shares its stack.
 pytestmark = pytest.mark.wall_clock
@@ -29,6 +34,14 @@ WINDOWS = 120
 # runs take on this stack on 2 cores (produce_tweets runs one at a time, see the DAG).
 RATE_LIMIT = 20
 RATE_WINDOW = 60
+# What a task's supervisor tries before it gives up a call to the API server: 3 attempts, each given 5 s
+# (execution_api_timeout), 1 to 4 s apart: about 20 s. A task whose heartbeat is 60 s late is failed and retried
+# (60 s, not less: the backfill in this stack runs 8 tasks at once on 2 busy cores, and none may miss it).
+API_RETRIES = {
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "3",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "4",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +52,19 @@ def limited_x_api():
 
 
 @pytest.fixture(scope="module")
-def postgres_stack(kafka, limited_x_api):
-    """Scheduler, dag-processor and api-server (LocalExecutor) on a fresh PostgreSQL, every log at DEBUG."""
+def execution_api():
+    """The proxy between the stack's tasks and its API server (the execution API), as between workers on other
+    hosts and the API server."""
+    with Toxiproxy(AIRFLOW_PORT + 2) as toxiproxy:
+        yield toxiproxy.proxy(
+            "execution_api", listen=f"127.0.0.1:{AIRFLOW_PORT + 3}", upstream=f"127.0.0.1:{AIRFLOW_PORT}"
+        )
+
+
+@pytest.fixture(scope="module")
+def postgres_stack(kafka, limited_x_api, execution_api):
+    """Scheduler, dag-processor and api-server (LocalExecutor) on a fresh PostgreSQL, every log at DEBUG; its
+    tasks reach the API server through `execution_api`."""
     postgres = Postgres(POSTGRES_PORT, ROOT / ".artifacts" / f"postgres-{POSTGRES_PORT}")
     postgres.remove_state()
     with postgres:
@@ -52,6 +76,10 @@ def postgres_stack(kafka, limited_x_api):
             pools={"x_api": POOL_SLOTS},
             parallelism=POOL_SLOTS + 2,
             logging_level="DEBUG",
+            settings={
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{execution_api.listen}/execution/",
+                **API_RETRIES,
+            },
         )
         with stack:
             yield stack
@@ -128,3 +156,57 @@ def test_no_task_log_file_holds_the_token_at_debug_level(case, postgres_stack, l
     every_log = (postgres_stack.home / "logs").rglob("*.log")
     assert [path.name for path in every_log if TOKEN in path.read_text(errors="replace")] == []
     case.check_delivered(limited_x_api, topic, windows)
+
+
+def test_a_task_cut_off_from_the_api_server_longer_than_its_retry_budget_is_retried_without_writing_again(
+    case, postgres_stack, limited_x_api, execution_api
+):
+    """Expected: while produce_tweets writes a window (records in the log), everything between the tasks and the
+    API server is dropped (Toxiproxy's timeout toxic, both ways), longer than the supervisor's retry budget: the
+    try commits the window but cannot report its success, its heartbeats stop, and the scheduler fails it when
+    its heartbeat is 60 s late. Once it is up for retry the API server is reachable again; the retry finds the
+    window in the delivery ledger and writes nothing: a read_committed consumer sees each tweet once."""
+    stack, tweets = postgres_stack, 4000
+    start, end = past_window(57)
+    limited_x_api.set_rate(start, tweets)
+    topic = f"test-api-cut-off-{uuid.uuid4().hex[:12]}"
+    create_topic(BOOTSTRAP, topic)
+    watcher = TopicWatcher(topic, BOOTSTRAP)
+    run_id = stack.trigger(start, {"topic": topic})["dag_run_id"]
+    case.runs = 1
+
+    def produce_is(state: str) -> bool:
+        """Whether produce_tweets is in `state` (the task instance's own: its tries show no up_for_retry)."""
+        path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/produce_tweets"
+        return stack.api("GET", path)["state"] == state
+
+    def cut_off() -> None:
+        for way in ("upstream", "downstream"):
+            execution_api.add_toxic("timeout", stream=way, timeout=0)
+
+    try:  # mid-write: a produce try runs for a second or two, less than a poll of its state may take here
+        when_written(topic, BOOTSTRAP, cut_off, tweets, timeout=300)
+        began = time.monotonic()
+        stack.wait_until(lambda: produce_is("up_for_retry"), 300, "the cut-off try to be failed")
+        case.measured["seconds_cut_off"] = round(time.monotonic() - began)
+    finally:
+        execution_api.toxiproxy.reset()
+
+    def ended() -> dict | None:
+        run = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+        return run if run["state"] in ("success", "failed") else None
+
+    assert stack.wait_until(ended, 300, "the run to end")["state"] == "success"
+    tries = stack.task_tries(run_id, "produce_tweets")
+    case.task_tries = 1 + len(tries)
+    assert [ti["state"] for ti in tries] == ["failed", "success"], (
+        "the cut-off try failed, its retry succeeded"
+    )
+    assert case.measured["seconds_cut_off"] > 20, "cut off longer than the supervisor's retry budget"
+    expected = len(read_topic(topic))
+    retry_log = stack.task_log(run_id, "produce_tweets", 2)
+    assert f"was already delivered by try 1 of this run ({run_id}, clear 0): {expected} records" in retry_log
+    check_committed_once(case, limited_x_api, topic, [(start, end)], BOOTSTRAP, watcher, 0)
+    key = ledger.ledger_key(DAG_ID, topic, start)
+    entries = [ledger.decode(value) for k, value in read_topic(ledger.LEDGER_TOPIC) if k == key]
+    assert [(entry.try_number, entry.records) for entry in entries] == [(1, expected)]

@@ -18,13 +18,23 @@ from include.records import to_record
 from local_system import AirflowStack, KafkaBroker, connections
 from local_system.kafka import run_tool
 from local_system.kafka_security import (
+    COMPLIANCE_TOPIC,
     LEDGER_TOPIC,
     PRODUCER,
     TRANSACTIONAL_ID_PREFIX,
     make_certificate_authority,
     producer_grants,
 )
-from tests.helpers import DAG_QUERY, ROOT, create_topic, past_window, read_topic, run_dag, set_connection
+from tests.helpers import (
+    DAG_QUERY,
+    ROOT,
+    create_topic,
+    past_window,
+    read_topic,
+    run_compliance,
+    run_dag,
+    set_connection,
+)
 
 # Each takes the next port too: the broker's controller, Airflow's log server.
 SECURED_KAFKA_PORT = int(os.environ.get("TEST_SECURED_KAFKA_PORT", "19094"))
@@ -171,7 +181,9 @@ def xcom_values() -> str:
 def test_the_docs_grants_are_least_privilege_and_what_make_run_grants():
     commands = documented_commands()
     grants = [without_connection(words) for words in commands if words[0] == "kafka-acls.sh"]
-    assert grants == producer_grants(PRODUCER, [TOPIC], TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC)
+    assert grants == producer_grants(
+        PRODUCER, [TOPIC], TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC, COMPLIANCE_TOPIC
+    )
     assert [words[0] for words in commands] == ["kafka-configs.sh"] + ["kafka-acls.sh"] * len(grants)
     extra = documented_extra()
     assert extra["transactional.id"] == TRANSACTIONAL_ID_PREFIX, "one transaction per window"
@@ -239,6 +251,7 @@ def test_the_scheduler_delivers_through_sasl_ssl_with_only_the_documented_grants
         for acl in admin.describe_acls(everything).result(timeout=30)
     }
     assert granted == {
+        ("TOPIC", TOPIC, "LITERAL", "READ"),
         ("TOPIC", TOPIC, "LITERAL", "WRITE"),
         ("TRANSACTIONAL_ID", TRANSACTIONAL_ID_PREFIX, "PREFIXED", "WRITE"),
         ("TRANSACTIONAL_ID", TRANSACTIONAL_ID_PREFIX, "PREFIXED", "DESCRIBE"),
@@ -246,12 +259,33 @@ def test_the_scheduler_delivers_through_sasl_ssl_with_only_the_documented_grants
             ("TOPIC", LEDGER_TOPIC, "LITERAL", operation)
             for operation in ("READ", "WRITE", "DESCRIBE", "CREATE")
         },
+        *{("TOPIC", COMPLIANCE_TOPIC, "LITERAL", operation) for operation in ("WRITE", "DESCRIBE", "CREATE")},
     }, "the producer's principal has the docs' grants and no other"
     assert '"level": "debug"' in logs or "[debug" in logs, "the tasks logged at DEBUG level"
     for secret in ("ssl.key.pem", "sasl.oauthbearer.config", "sasl.password"):
         assert shown[secret] == "***", secret
         values = [extra[secret], *extra[secret].splitlines()[1:-1]]  # a key's lines, each alone too
         assert not [value for value in values if value in logs], f"{secret} appears in the task logs"
+
+
+def test_the_compliance_dag_needs_only_the_documented_grants(simulator, secured_kafka, producer_connection):
+    """Expected: with the docs' grants alone, the compliance DAG reads the stream's topic to gather its posts
+    (READ), creates the compliance topic (CREATE) and writes a tombstone and an event in one transaction; read
+    back through SASL_SSL."""
+    start, end = past_window(78)
+    assert run_dag(start) == {"fetch_tweets": "success", "produce_tweets": "success"}
+    deleted = simulator.tweets_between(start, end, DAG_QUERY)[1]["id"]
+    simulator.add_compliance_event("delete", deleted)
+    simulator.compliance_processing = 0.2
+
+    assert run_compliance() == "success"
+
+    def read(topic: str) -> list[tuple[bytes, bytes]]:
+        return read_topic(topic, secured_kafka.bootstrap, client_config=secured_kafka.admin_config)
+
+    assert [key.decode() for key, value in read(TOPIC) if value is None] == [deleted]
+    events = read(COMPLIANCE_TOPIC)
+    assert [(key.decode(), json.loads(value)["tombstoned"]) for key, value in events] == [(deleted, [TOPIC])]
 
 
 def failure_lines(logged: str) -> list[str]:
@@ -308,7 +342,7 @@ def test_a_missing_grant_fails_produce_at_its_first_try_naming_the_connection_re
     simulator, secured_kafka, monkeypatch, capfd, caplog, missing, resource
 ):
     user = f"no-{missing}-grant"
-    grants = producer_grants(user, [TOPIC], TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC)
+    grants = producer_grants(user, [TOPIC], TRANSACTIONAL_ID_PREFIX, LEDGER_TOPIC, COMPLIANCE_TOPIC)
     kept = [grant for grant in grants if resource not in grant]
     assert len(kept) == len(grants) - 1
     set_connection(

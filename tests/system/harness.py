@@ -3,21 +3,25 @@
 Fixtures (imported by tests/conftest.py, so any test can ask for them):
 - `x_api`: the X API simulator over HTTP for the whole session (port `TEST_X_SIM_PORT`, default a
   free one); faults, rates and the request log are reset before each test that uses it.
+- `unused_windows(stack, minutes_ago, count)`: past windows that no run of the stack's DAG covers yet, for a test
+  to backfill or trigger (Airflow makes no second run of a logical date).
 - `airflow_stack`: one `AirflowStack` for the session on `TEST_AIRFLOW_PORT` (default 19080; the
-  worker log server takes the next port), with `twitter_default` at `x_api`, `kafka_default` at
-  the test broker, the `x_api` pool of one slot, the DAG unpaused and the scheduler's own schedule
-  off (only backfills, triggers and clears make runs); besides `admin`, a user `outsider` who may read no DAG. Its home, with each component's log, is
+  worker log server takes the next port), with a triggerer, `twitter_default` at `x_api`,
+  `kafka_default` at the test broker, the `x_api` pool of one slot, the DAG unpaused, compliance jobs
+  looked at every 2 s and the scheduler's own schedule off (only backfills, triggers and clears make
+  runs); besides `admin`, a user `outsider` who may read no DAG. Its home, with each component's log, is
   kept in `.artifacts/airflow-system-<port>/` for reading after a failure.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 import pytest
 
 from local_system import DAG_ID, AirflowError, AirflowStack, XApiSimulator, connections
-from tests.helpers import KAFKA_CONFIG, ROOT
+from tests.helpers import KAFKA_CONFIG, ROOT, past_window
 from tests.ui.auth import SETTINGS as OUTSIDER_SETTINGS
 
 __all__ = ["DAG_ID", "AirflowError", "AirflowStack", "airflow_stack", "x_api", "x_api_server"]
@@ -36,7 +40,8 @@ def x_api_server():
 
 @pytest.fixture
 def x_api(x_api_server):
-    """The session's X API simulator, with no faults, an empty request log and default rates and limits."""
+    """The session's X API simulator, with no faults, an empty request log, default rates and limits, no
+    request counted against them, and no compliance event made by an earlier test."""
     defaults = XApiSimulator()
     settings = (
         "rate_per_minute",
@@ -49,11 +54,18 @@ def x_api(x_api_server):
         "empty_page_rate",
         "usage_cap",
         "credits",
+        "compliance_rate",
+        "compliance_processing",
+        "compliance_rate_limit",
+        "compliance_upload_ttl",
+        "compliance_download_ttl",
     )
     for name in settings:
         setattr(x_api_server, name, getattr(defaults, name))
     x_api_server.clear_faults()
     x_api_server.clear_requests()
+    x_api_server.clear_rate_limits()
+    x_api_server.clear_compliance_events()
     yield x_api_server
     x_api_server.clear_faults()
 
@@ -66,9 +78,29 @@ def airflow_stack(kafka, x_api_server):
         port=TEST_AIRFLOW_PORT,
         connections=connections(x_api_server.url, x_api_server.bearer_token, KAFKA_CONFIG),
         pools={"x_api": 1},
-        # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5. The user
-        # `outsider` may read no DAG (tests/ui/auth.py).
-        settings={"AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60", **OUTSIDER_SETTINGS},
+        settings={
+            # A task lost with its worker is failed (then retried) a minute after its last heartbeat, not 5.
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+            "AIRFLOW__TWEETS_TO_KAFKA__COMPLIANCE_POLL_SECONDS": "2",
+            **OUTSIDER_SETTINGS,  # the user `outsider` may read no DAG (tests/ui/auth.py)
+        },
+        triggerer=True,
     )
     with stack:
         yield stack
+
+
+def unused_windows(stack: AirflowStack, minutes_ago: int, count: int = 1) -> list[tuple[datetime, datetime]]:
+    """`count` consecutive past windows, oldest first, the last starting `minutes_ago` minutes before the current
+    minute or, when a run of the stack's DAG covers one of them already (an earlier test's: the session shares the
+    stack, and a backfill skips a logical date that has a run), the nearest earlier ones that none covers."""
+    taken = {
+        datetime.fromisoformat(run["data_interval_start"])
+        for run in stack.dag_runs()
+        if run["data_interval_start"]
+    }
+    while True:
+        windows = [past_window(minutes_ago + back) for back in range(count - 1, -1, -1)]
+        if not taken & {start for start, _ in windows}:
+            return windows
+        minutes_ago += 1

@@ -7,8 +7,8 @@ import uuid
 from datetime import datetime
 
 from include.records import to_record
-from tests.helpers import DAG_QUERY, past_window, read_topic, x_api_time
-from tests.system.harness import DAG_ID
+from tests.helpers import DAG_QUERY, read_topic, x_api_time
+from tests.system.harness import DAG_ID, unused_windows
 
 
 def runs_of(runs: list[dict], topic: str) -> list[dict]:
@@ -33,7 +33,7 @@ def expected_records(simulator, windows) -> dict[bytes, dict]:
 def test_a_backfill_delivers_every_window_and_airflow_retries_the_one_that_fails_a_whole_try(
     airflow_stack, x_api
 ):
-    windows = [past_window(minutes_ago) for minutes_ago in range(20, 14, -1)]  # six minutes, oldest first
+    windows = unused_windows(airflow_stack, 15, 6)  # six minutes, oldest first
     flaky_start = windows[0][0]
     topic = f"test-backfill-{uuid.uuid4().hex[:12]}"
     # One task try makes 4 requests (the hook's attempts): 5 failures outlast it, the retry succeeds.
@@ -82,7 +82,7 @@ def test_a_backfill_delivers_every_window_and_airflow_retries_the_one_that_fails
 
 
 def test_clearing_a_failed_run_reruns_it_and_delivers(airflow_stack, x_api):
-    window = past_window(40)
+    [window] = unused_windows(airflow_stack, 40)
     topic = f"test-clear-{uuid.uuid4().hex[:12]}"
     x_api.add_fault(status=403, start_time=window[0], times=1)  # fails for good: no retry
 

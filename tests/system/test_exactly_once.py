@@ -7,7 +7,8 @@ from __future__ import annotations
 from include import ledger
 from local_system import DAG_ID
 from tests.faults.consumers import TopicWatcher, when_written
-from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, past_window, read_topic
+from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, read_topic
+from tests.system.harness import unused_windows
 
 WINDOW = 8000  # posts: 80 pages, and a transaction that stays open for a second or two in small batches
 
@@ -21,7 +22,7 @@ def test_a_try_killed_after_its_commit_is_retried_without_writing_the_window_aga
     retries it; the retry reads the ledger, says the window was already delivered by try 1, and writes nothing:
     the consumer sees each post of the window once, and the ledger holds one entry for it."""
     stack = airflow_stack
-    start, end = past_window(40)
+    [(start, end)] = unused_windows(stack, 40)
     x_api.set_rate(start, WINDOW)
     expected = {tweet["id"].encode() for tweet in x_api.tweets_between(start, end, DAG_QUERY)}
     create_topic(BOOTSTRAP, topic)
@@ -29,20 +30,17 @@ def test_a_try_killed_after_its_commit_is_retried_without_writing_the_window_aga
     watcher = TopicWatcher(topic, BOOTSTRAP)
     try:
         run_id = stack.trigger(start, {"topic": topic})["dag_run_id"]
+        # Its first try's id, known before it runs: a transaction of a second or two ends between two polls of
+        # the task's state, so the API server is frozen once the first records are in the topic's log instead.
         produce = stack.wait_until(
             lambda: next(
-                (
-                    ti
-                    for ti in stack.task_instances(run_id)
-                    if ti["task_id"] == "produce_tweets" and ti["state"] == "running"
-                ),
-                None,
+                (ti for ti in stack.task_instances(run_id) if ti["task_id"] == "produce_tweets"), None
             ),
-            300,
-            "produce_tweets to run",
+            120,
+            "the run's produce_tweets",
         )
         api_server = stack.processes["api-server"]
-        when_written(topic, BOOTSTRAP, api_server.freeze, WINDOW, timeout=120)
+        when_written(topic, BOOTSTRAP, api_server.freeze, WINDOW, timeout=300)
         try:
             stack.wait_until(lambda: len(watcher.seen) >= len(expected), 120, "the window to be committed")
             assert stack.kill_task(produce["id"]), "the task and its worker were running"

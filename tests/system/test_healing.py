@@ -140,16 +140,7 @@ def test_minutes_failed_or_passed_by_in_outages_longer_than_the_retries_are_deli
     )
     # Queued while the DAG is paused (its runs start at the unpause); the dag-processor then computes the next
     # scheduled run from it, past the minutes between.
-    stack.cli(
-        "backfill",
-        "create",
-        "--dag-id",
-        BACKFILLED["name"],
-        "--from-date",
-        ahead.isoformat(),
-        "--to-date",
-        ahead.isoformat(),
-    )
+    stack.create_backfill(BACKFILLED["name"], ahead, ahead)
 
     def schedule_moved_past_it() -> bool:
         next_run = stack.api("GET", f"/api/v2/dags/{BACKFILLED['name']}")["next_dagrun_logical_date"]

@@ -10,8 +10,7 @@ import uuid
 
 import pytest
 
-from tests.helpers import past_window
-from tests.system.harness import DAG_ID
+from tests.system.harness import DAG_ID, unused_windows
 from tests.ui.browser import SCREENSHOTS, logged_in
 
 OAUTH1_LABELS = {
@@ -24,8 +23,9 @@ OAUTH1_LABELS = {
 
 @pytest.fixture(scope="module")
 def finished_runs(airflow_stack):
-    """Two successful backfill runs of the DAG, made for this module; their run ids."""
-    windows = [past_window(minutes_ago) for minutes_ago in (90, 89)]
+    """Two successful backfill runs of the DAG, made for this module; their run ids. Their windows are the latest
+    that have runs (the two complete minutes before the last), so that the grid, which shows the latest runs, has them."""
+    windows = unused_windows(airflow_stack, 2, 2)
     topic = f"test-ui-{uuid.uuid4().hex[:12]}"
     runs = airflow_stack.backfill(windows, conf={"topic": topic}, timeout=300)
     assert [run["state"] for run in runs] == ["success", "success"]

@@ -155,3 +155,17 @@ def test_the_trigger_serialises_to_what_rebuilds_it():
         "poll_interval": 30,
         "attempts": 5,
     }
+
+
+def test_the_trigger_never_looks_the_connection_up_synchronously(hook, simulator, monkeypatch):
+    """In the triggerer, a synchronous connection lookup inside the event loop blocks it until Airflow reports
+    the loop deadlocked (seen: 49 s without a look at the job): the trigger only awaits aget_connection."""
+    job = hook.create_compliance_job("no sync lookup")
+    hook.upload_compliance_ids(job, ["1"])
+
+    def synchronous(cls, conn_id):
+        raise AssertionError(f"a synchronous lookup of {conn_id!r} inside the event loop")
+
+    monkeypatch.setattr(TwitterHook, "get_connection", classmethod(synchronous))
+
+    assert first_event(ComplianceJobTrigger(job["id"], poll_interval=0.05))["status"] == "complete"

@@ -1,6 +1,6 @@
-"""The stream file: each valid stream becomes a DAG with its settings; each bad entry is left out and named,
-with its file, stream and field, in the import error a user sees and on its own DAG's page, whose runs fail at
-once saying why; the rate budget warns when it is short."""
+"""The stream file: each valid stream becomes a DAG with its settings, and each X connection a compliance DAG
+for its streams; each bad entry is left out and named, with its file, stream and field, in the import error a
+user sees; the rate budget warns when it is short; the late alert goes where the file says."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import logging
 from datetime import timedelta
 
 import pytest
-from airflow.sdk.exceptions import AirflowFailException
 
 from include.streams import STREAM_FILE_SETTING
 from tests.helpers import ROOT, write_stream_file
@@ -38,7 +37,7 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
     bag = parse(monkeypatch, write_stream_file(tmp_path / "streams.yaml", APPLE, other_app))
 
     assert bag.import_errors == {}
-    assert sorted(bag.dags) == ["apple", "french"]
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default", "x_compliance_x_fr"]
     french = bag.dags["french"]
     assert {name: french.params[name] for name in french.params} == {
         "query": "iPhone lang:fr",
@@ -79,6 +78,15 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
             {**FRENCH, "look_back_minutes": -1},
             "stream 'french': look_back_minutes: Input should be greater than",
         ),
+        (
+            {**FRENCH, "name": "x_compliance_fr"},
+            "stream 'x_compliance_fr': name: must be a DAG id: 1-200 of a-z A-Z 0-9 . _ -, not starting with "
+            "x_compliance_",
+        ),
+        (
+            {**FRENCH, "topic": "tweets-to-kafka.compliance"},
+            "stream 'french': topic: 'tweets-to-kafka.compliance' is the file's compliance_topic",
+        ),
     ],
     ids=[
         "unknown key",
@@ -88,9 +96,11 @@ def test_each_stream_is_a_dag_with_its_query_topic_schedule_and_connections(monk
         "illegal topic",
         "long query",
         "negative",
+        "a compliance DAG's id",
+        "the compliance topic",
     ],
 )
-def test_a_bad_entry_is_named_in_the_import_error_and_on_its_own_dag_and_the_other_streams_stay(
+def test_a_bad_entry_is_named_in_the_import_error_and_the_other_streams_stay(
     monkeypatch, tmp_path, bad_entry, message
 ):
     path = write_stream_file(tmp_path / "streams.yaml", APPLE, bad_entry)
@@ -98,18 +108,7 @@ def test_a_bad_entry_is_named_in_the_import_error_and_on_its_own_dag_and_the_oth
     bag = parse(monkeypatch, path)
 
     assert f"{path}: {message}" in import_error(bag)
-    assert "broken" not in bag.dags["apple"].tags and bag.dags["apple"].get_task("produce_tweets").topic
-    if bad_entry["name"] == "apple":  # the name is the earlier stream's: no DAG of its own
-        assert list(bag.dags) == ["apple"]
-        return
-    broken = bag.dags["french"]
-    assert "broken" in broken.tags and broken.schedule is None
-    assert f"{path}: {message}" in broken.doc_md and message.split(": ", 2)[-1][:30] in broken.description
-    for task_id in ("fetch_tweets", "produce_tweets"):
-        with pytest.raises(
-            AirflowFailException, match="Stream 'french' is not running, its entry is not valid: "
-        ):
-            broken.get_task(task_id).python_callable()
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"]
 
 
 @pytest.mark.parametrize(
@@ -154,7 +153,7 @@ def test_streams_over_the_rate_budget_are_warned_about_in_the_parse_and_every_ru
         f"per 15 minutes (15 each), more than the 60 that rate_limit_per_15_minutes in {path} allows"
     )
     assert sum(expected in line for line in caplog.messages) == 5
-    assert len(bag.dags) == 5
+    assert len(bag.dags) == 6, "5 streams and the compliance DAG of their X connection"
 
 
 def test_streams_within_the_budget_or_on_other_apps_get_no_warning(monkeypatch, tmp_path, caplog):
@@ -168,7 +167,7 @@ def test_streams_within_the_budget_or_on_other_apps_get_no_warning(monkeypatch, 
         bag = parse(monkeypatch, path)
 
     assert not [line for line in caplog.messages if "X API requests per 15 minutes" in line]
-    assert len(bag.dags) == 5 and bag.import_errors == {}
+    assert len(bag.dags) == 7 and bag.import_errors == {}, "5 streams, one compliance DAG per X connection"
 
 
 def test_searches_use_the_x_api_pool_only_where_the_deployment_names_it(monkeypatch, tmp_path):
@@ -207,3 +206,146 @@ def test_the_late_alert_goes_where_the_stream_file_says_with_its_arguments(monke
 
     assert (alert.callback.path, alert.callback.kwargs) == (slack, kwargs)
     assert alert.interval == timedelta(minutes=1, seconds=30) + timedelta(minutes=3)
+
+    path.write_text("streams: [\n")  # broken: the last good streams run, with their late alert as it was
+    (alert,) = parse(monkeypatch, path).dags["apple"].deadline
+    assert (alert.callback.path, alert.callback.kwargs) == (slack, kwargs)
+
+
+def test_a_display_name_renames_a_stream_in_the_ui_and_keeps_its_dag(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "display_name": "iPhone en français"})
+    bag = parse(monkeypatch, path)
+
+    assert bag.import_errors == {}
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
+    assert bag.dags["french"].dag_display_name == "iPhone en français"
+    assert bag.dags["apple"].dag_display_name == "apple"
+
+
+def test_a_new_name_on_a_streams_topic_is_refused_and_the_stream_keeps_running(monkeypatch, tmp_path):
+    """Changing a stream's name would start a new DAG and stop the old one's minutes: the old stream keeps
+    running as it was, and the import error says how to rename it."""
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "name": "iphone_fr"})
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
+    assert (
+        f"{path}: stream 'iphone_fr': topic: 'tweets-fr' is the topic of stream 'french', which left the file. "
+        "A stream's name is its DAG id: a new name starts a new DAG, and 'french''s minutes would stop. To "
+        "rename the stream, keep name: french and set display_name: iphone_fr"
+    ) in import_error(bag)
+
+
+def test_a_stream_removed_from_the_file_is_removed(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE)
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"] and bag.import_errors == {}
+
+
+def test_a_bad_edit_of_a_stream_keeps_its_last_good_version_running(monkeypatch, tmp_path):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, FRENCH)
+    parse(monkeypatch, path)
+
+    write_stream_file(path, APPLE, {**FRENCH, "query": "iPhone lang:fr", "topic": "tweets fr"})
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
+    assert bag.dags["french"].params["topic"] == "tweets-fr", "as it last was"
+    error = import_error(bag)
+    assert f"{path}: stream 'french': topic: is not a legal Kafka topic name" in error
+    assert f"{path}: stream 'french': its last good version keeps running until the entry is fixed" in error
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["streams: [\n", "stream:\n  - {name: a, query: b, topic: c}\n"],
+    ids=["invalid YAML", "unknown key"],
+)
+def test_a_file_that_cannot_be_read_keeps_the_last_good_streams_running(monkeypatch, tmp_path, text):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, {**FRENCH, "display_name": "French"})
+    parse(monkeypatch, path)
+
+    path.write_text(text)
+    bag = parse(monkeypatch, path)
+
+    assert sorted(bag.dags) == ["apple", "french", "x_compliance_twitter_default"]
+    assert bag.dags["french"].dag_display_name == "French" and bag.dags["french"].timetable.look_back == 5
+    error = import_error(bag)
+    assert f"Stream file {path}: " in error
+    assert "its last good streams keep running until it is fixed: apple, french" in error
+
+    write_stream_file(path, APPLE)  # fixed, with french removed
+    bag = parse(monkeypatch, path)
+    assert sorted(bag.dags) == ["apple", "x_compliance_twitter_default"] and bag.import_errors == {}
+
+
+def test_a_window_that_alone_outruns_its_apps_rate_limit_is_reported_with_its_figures():
+    from include.streams import Stream, window_over_budget
+
+    stream = Stream(**APPLE)
+    window = "[2026-12-01T20:20:00Z, 2026-12-01T20:21:00Z)"
+
+    assert window_over_budget(stream, 450, window, 45_000, 450) is None
+    assert window_over_budget(stream, 450, window, 150_000, 1500) == (
+        f"Window {window} of stream 'apple' took 1500 X API requests for 150000 tweets, more than the 450 that "
+        "the X app of connection 'twitter_default' may make in 15 minutes (rate_limit_per_15_minutes): it waited "
+        "for at least 3 resets of the limit, 15 minutes each, and the other streams on that app fell behind "
+        "meanwhile"
+    )
+
+
+def test_each_x_connection_gets_a_compliance_dag_with_a_task_per_kafka_connection(monkeypatch, tmp_path):
+    """Its streams on one X connection, two of them on a second Kafka cluster: two jobs, one after the other
+    (X runs one at a time), each on the topics of its own Kafka connection; the schedule and topic from the file."""
+    from airflow.timetables.trigger import CronTriggerTimetable
+
+    second_cluster = {
+        "name": "de",
+        "query": "iPhone lang:de",
+        "topic": "tweets-de",
+        "kafka_conn_id": "kafka_eu",
+    }
+    french = {**FRENCH, "kafka_conn_id": "kafka_eu"}
+    path = write_stream_file(
+        tmp_path / "streams.yaml",
+        APPLE,
+        french,
+        second_cluster,
+        compliance_every_hours=4,
+        compliance_topic="x-compliance",
+    )
+
+    dag = parse(monkeypatch, path).dags["x_compliance_twitter_default"]
+
+    assert isinstance(dag.timetable, CronTriggerTimetable) and dag.timetable.summary == "0 */4 * * *"
+    assert (dag.max_active_runs, dag.catchup) == (1, False)
+    first, second = dag.get_task("compliance_kafka_default"), dag.get_task("compliance_kafka_eu")
+    assert first.streams == {"apple": "tweets-apple"}
+    assert second.streams == {"french": "tweets-fr", "de": "tweets-de"}
+    assert second.upstream_task_ids == {"compliance_kafka_default"}
+    assert (second.kafka_config_id, second.twitter_conn_id) == ("kafka_eu", "twitter_default")
+    assert second.compliance_topic == "x-compliance" == dag.params["compliance_topic"]
+    assert dag.params["streams"] == {"apple": "tweets-apple", "french": "tweets-fr", "de": "tweets-de"}
+    assert second.retries >= 2 and second.retry_exponential_backoff
+
+
+@pytest.mark.parametrize("hours", [5, 24])
+def test_a_compliance_schedule_that_does_not_divide_the_day_within_12_hours_is_refused(
+    monkeypatch, tmp_path, hours
+):
+    path = write_stream_file(tmp_path / "streams.yaml", APPLE, compliance_every_hours=hours)
+
+    bag = parse(monkeypatch, path)
+
+    assert "compliance_every_hours: Input should be 1, 2, 3, 4, 6, 8 or 12" in import_error(bag)
+    assert list(bag.dags) == []

@@ -18,6 +18,7 @@ from twitter_provider.hooks import (
     BeyondSearchHorizon,
     ComplianceJobConflict,
     ComplianceJobFailed,
+    SearchPaused,
     TransientXApiError,
     TwitterHook,
     UsageCapExceeded,
@@ -197,7 +198,25 @@ def test_x_s_own_answer_that_a_start_time_is_too_old_says_the_window_is_beyond_t
     assert statuses(simulator) == [400]
 
 
-def test_a_reset_beyond_the_wait_bound_fails_for_airflow_to_retry_later(hook, simulator):
+def test_a_reset_beyond_the_wait_bound_pauses_the_search_where_it_stopped(hook, simulator):
+    """A reset 5 minutes away, beyond the 90 s the hook may wait: the search stops at page 3 with the tweets of pages
+    1 and 2; searching again from its next_token reads page 3 on, and the two parts are the window."""
+    start, end = past_window(100)
+    simulator.set_rate(start, 250)
+    reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
+    simulator.add_fault(status=429, page=3, headers={"x-rate-limit-reset": str(int(reset.timestamp()))})
+    hook.max_rate_limit_wait = 90
+
+    with pytest.raises(SearchPaused) as paused:
+        hook.search_window(DAG_QUERY, start, end)
+    rest = hook.search_window(DAG_QUERY, start, end, next_token=paused.value.next_token)
+
+    assert paused.value.reset_at == reset and "HTTP 429" in str(paused.value)
+    assert ids(paused.value.tweets + rest) == ids(simulator.tweets_between(start, end, DAG_QUERY))
+    assert [(r["page"], r["status"]) for r in simulator.requests] == [(1, 200), (2, 200), (3, 429), (3, 200)]
+
+
+def test_a_reset_beyond_the_x_api_s_15_minute_window_fails_for_airflow_to_retry_later(hook, simulator):
     start, end = past_window(100)
     reset = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=20)
     simulator.add_fault(status=429, headers={"x-rate-limit-reset": str(int(reset.timestamp()))})
@@ -206,7 +225,7 @@ def test_a_reset_beyond_the_wait_bound_fails_for_airflow_to_retry_later(hook, si
         hook.search_window(DAG_QUERY, start, end)
 
     assert f"the rate limit resets at {reset:%Y-%m-%dT%H:%M:%SZ}" in str(e.value)
-    assert "later than the 900 s this task waits for a reset" in str(e.value)
+    assert "later than X's 900 s rate-limit window allows" in str(e.value)
     assert not isinstance(e.value, AirflowFailException), "Airflow retries it"
     assert statuses(simulator) == [429]
 

@@ -329,6 +329,18 @@ def test_deleted_withheld_and_protected_posts_leave_search_at_once(sim):
     ]
 
 
+def test_clearing_the_events_made_on_request_brings_every_post_back(sim):
+    start, end = past_window(120)
+    posts = {post["id"] for post in sim.tweets_between(start, end)}
+    deleted, edited = sorted(posts)[:2]
+    sim.add_compliance_event("delete", deleted)
+    sim.add_compliance_event("edit", edited)
+
+    sim.clear_compliance_events()
+
+    assert set(ids_between(sim, start, end)) == posts and sim.compliance_events == []
+
+
 def test_an_edit_on_request_replaces_the_post_with_a_new_version():
     with XApiSimulator(searchable_after=0) as sim:
         start, end = past_window(120)

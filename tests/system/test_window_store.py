@@ -1,0 +1,98 @@
+"""A window's records travel by reference under the real scheduler: a 150,000-post minute goes through one produce
+try, and once a window is delivered Airflow's metadata database and task logs hold none of its posts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+
+from tests.helpers import DAG_QUERY, KAFKA_CONFIG, read_topic, x_api_time
+from tests.system.harness import unused_windows
+
+BIG_MINUTE = 150_000
+# The DAG's query and the words of the simulator's posts that name no product: it matches every post.
+EVERY_POST = "Apple OR iphone OR iPhone OR walk OR lol"
+
+
+def test_a_150000_post_minute_goes_through_one_produce_try(airflow_stack, x_api):
+    """Expected: the 1,500 pages fetched once, by one fetch try, which reports that the minute took more requests
+    than the app's 15 minutes allow; all 150,000 posts written by one produce try, though they overflow
+    librdkafka's queue (1,000 records here, 100,000 by default: a broker that acknowledges slower than the task
+    produces fills it) time and again."""
+    [(start, end)] = unused_windows(airflow_stack, 30)
+    topic = f"test-big-{uuid.uuid4().hex[:12]}"
+    x_api.rate_limit = 10_000  # the minute takes 1,500 requests
+    x_api.set_rate(start, BIG_MINUTE)
+    # The simulator evaluates the query on the minute's posts once, here, for all of the search's pages.
+    expected = {tweet["id"].encode() for tweet in x_api.tweets_between(start, end, EVERY_POST)}
+    small_queue = {**KAFKA_CONFIG, "queue.buffering.max.messages": 1_000}
+    airflow_stack.set_connection("kafka_default", conn_type="kafka", extra=small_queue)
+    try:
+        [run] = airflow_stack.backfill(
+            [(start, end)], conf={"topic": topic, "query": EVERY_POST}, timeout=1200
+        )
+    finally:
+        airflow_stack.set_connection("kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
+        x_api.set_rate(start, x_api.rate_per_minute)
+
+    assert run["state"] == "success"
+    run_id = run["dag_run_id"]
+    assert [t["state"] for t in airflow_stack.task_tries(run_id, "fetch_tweets")] == ["success"]
+    assert [t["state"] for t in airflow_stack.task_tries(run_id, "produce_tweets")] == ["success"]
+    keys = [key for key, _ in read_topic(topic)]
+    assert len(keys) == len(expected) == BIG_MINUTE
+    assert set(keys) == expected
+    pages = [r for r in x_api.requests if r["params"].get("start_time") == x_api_time(start)]
+    assert len(pages) == BIG_MINUTE // 100, "each page once"
+    fetched = airflow_stack.task_log(run_id, "fetch_tweets", 1)
+    assert f"took {BIG_MINUTE // 100} X API requests for {BIG_MINUTE} tweets, more than the 450" in fetched
+    produced = airflow_stack.task_log(run_id, "produce_tweets", 1)
+    assert "librdkafka's queue was full" in produced
+    assert f"Delivered {len(expected)} records" in produced
+
+
+def test_airflow_keeps_no_post_of_a_delivered_window(airflow_stack, x_api):
+    """Expected: XCom and the rendered fields hold the window's reference (its window, its count, where its file
+    was), under 2 KB for the run; no post's text or location is in them or in the task logs; the file is gone."""
+    [(start, end)] = unused_windows(airflow_stack, 26)
+    topic = f"test-metadata-{uuid.uuid4().hex[:12]}"
+
+    [run] = airflow_stack.backfill([(start, end)], conf={"topic": topic}, timeout=300)
+
+    assert run["state"] == "success"
+    run_id = run["dag_run_id"]
+    tweets = x_api.tweets_between(start, end, DAG_QUERY)
+    posts = {tweet["text"] for tweet in tweets} | {
+        tweet["author"]["location"] for tweet in tweets if tweet["author"].get("location")
+    }
+    with sqlite3.connect(airflow_stack.home / "airflow.db") as db:
+        xcoms = [row[0] for row in db.execute("SELECT value FROM xcom WHERE run_id = ?", (run_id,))]
+        rendered = [
+            row[0]
+            for row in db.execute(
+                "SELECT rendered_fields FROM rendered_task_instance_fields WHERE run_id = ?", (run_id,)
+            )
+        ]
+    stored = "\n".join(str(value) for value in xcoms + rendered)
+    assert len(xcoms) == 2 and len(rendered) == 2, "both tasks' return values and rendered fields"
+    assert [post for post in posts if post in stored] == []
+    assert len(stored.encode()) < 2048
+
+    reference = airflow_stack.api(
+        "GET",
+        f"/api/v2/dags/tweets_to_kafka/dagRuns/{run_id}/taskInstances/fetch_tweets/xcomEntries/return_value",
+    )["value"]
+    reference = json.loads(reference) if isinstance(reference, str) else reference
+    assert reference["window"] == f"[{start:%Y-%m-%dT%H:%M:%SZ}, {end:%Y-%m-%dT%H:%M:%SZ})"
+    assert reference["records"] == len(tweets) == len(read_topic(topic))
+    produce = airflow_stack.api(
+        "GET", f"/api/v2/dags/tweets_to_kafka/dagRuns/{run_id}/taskInstances/produce_tweets"
+    )
+    assert produce["rendered_fields"]["producer_function_kwargs"]["records"] == reference
+    assert not Path(reference["path"].removeprefix("file://")).exists(), "removed once delivered"
+
+    logged = "\n".join(airflow_stack.task_log(run_id, task, 1) for task in ("fetch_tweets", "produce_tweets"))
+    assert f"Run summary: {len(tweets)} tweets" in logged
+    assert [post for post in posts if post in logged] == []
