@@ -231,3 +231,59 @@ def test_the_ledger_view_keeps_each_minutes_latest_entry_and_aggregates_each_str
         "tweets-apple",
         "my-test",
     }
+
+
+def scheduled_run(queued_after: timedelta, ended_after: timedelta, late_after: timedelta | None):
+    """A scheduled run of START's window as the scheduler's listeners get it: its DAG's schedule and its deadlines."""
+    from types import SimpleNamespace
+
+    from twitter_provider.timetables import SearchableMinuteTimetable
+
+    deadlines = [SimpleNamespace(deadline_time=SEARCHABLE + late_after)] if late_after else []
+    return SimpleNamespace(
+        dag=SimpleNamespace(timetable=SearchableMinuteTimetable()),
+        run_type="scheduled",
+        data_interval_start=START,
+        queued_at=SEARCHABLE + queued_after,
+        end_date=SEARCHABLE + ended_after,
+        deadlines=deadlines,
+        note=None,
+    )
+
+
+def test_a_catch_up_run_and_a_run_past_its_late_alerts_deadline_get_notes_saying_so():
+    """The scheduler's listener notes both from the run and its schedule alone (no module of include/)."""
+    from tweets_to_kafka_plugin import LateRunNotes
+
+    notes = LateRunNotes()
+    late = scheduled_run(timedelta(minutes=14), timedelta(minutes=15), late_after=timedelta(minutes=5))
+    notes.on_dag_run_running(late, msg="")
+    notes.on_dag_run_success(late, msg="")
+    assert late.note == (
+        "Catch-up run: created 14 min after its window [11:50, 11:51) UTC became searchable (Airflow was down, "
+        "the DAG paused, or earlier runs held it back).\n"
+        "Delivered late: 15 min after its window [11:50, 11:51) UTC became searchable (late after 5 min)."
+    )
+
+    for on_time in (
+        scheduled_run(timedelta(seconds=2), timedelta(seconds=20), late_after=timedelta(minutes=5)),
+        scheduled_run(timedelta(seconds=2), timedelta(minutes=15), late_after=None),  # late alerts off
+    ):
+        notes.on_dag_run_running(on_time, msg="")
+        notes.on_dag_run_success(on_time, msg="")
+        assert on_time.note is None
+
+
+def test_the_coverage_pages_name_the_stream_files_problems(tmp_path):
+    """A bad entry keeps its last good version running; its tab says why, and so does the all-streams page."""
+    from include.coverage_app import render_not_a_stream, stream_file_problems
+    from include.streams import Streams
+
+    problem = f"{tmp_path}/streams.yaml: stream 'french': topic: is not a legal Kafka topic name: <1-249 of ...>"
+    streams = Streams(tmp_path / "streams.yaml", 450, problems=[problem])
+
+    assert stream_file_problems([]) == ""
+    shown = stream_file_problems(streams.problems)
+    assert "import error of dags/stream_file.py" in shown and "&lt;1-249 of ...&gt;" in shown
+    assert "is not a legal Kafka topic name" in render_not_a_stream("french", streams)
+    assert "is not a legal Kafka topic name" not in render_not_a_stream("apple", streams)
