@@ -279,7 +279,9 @@ def test_the_coverage_pages_name_the_stream_files_problems(tmp_path):
     from include.coverage_app import render_not_a_stream, stream_file_problems
     from include.streams import Streams
 
-    problem = f"{tmp_path}/streams.yaml: stream 'french': topic: is not a legal Kafka topic name: <1-249 of ...>"
+    problem = (
+        f"{tmp_path}/streams.yaml: stream 'french': topic: is not a legal Kafka topic name: <1-249 of ...>"
+    )
     streams = Streams(tmp_path / "streams.yaml", 450, problems=[problem])
 
     assert stream_file_problems([]) == ""
