@@ -25,7 +25,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from include import ledger
-from include.streams import REQUESTS_PER_STREAM, Stream, Streams
+from include.streams import Stream, Streams
 from twitter_provider.timetables import CATCH_UP_AFTER
 
 log = logging.getLogger(__name__)
@@ -709,13 +709,6 @@ def stream_summaries(session, views: dict[str, LedgerView], streams: Streams, na
         summary.last_failure = last_failures.get(stream.name)
         summaries.append(summary)
     return summaries
-
-
-def budget_needed(streams: Streams, stream: Stream) -> int:
-    """The requests per 15 minutes that the streams on `stream`'s X app need at least (one search a minute)."""
-    return REQUESTS_PER_STREAM * sum(
-        other.twitter_conn_id == stream.twitter_conn_id for other in streams.streams
-    )
 
 
 def _minutes_between(first: datetime, last: datetime) -> int:

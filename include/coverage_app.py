@@ -29,12 +29,11 @@ from include.coverage import (
     Minute,
     State,
     Summary,
-    budget_needed,
     ledger_view,
     stream_minutes,
     stream_summaries,
 )
-from include.streams import Stream, StreamFileError, Streams, running_streams
+from include.streams import REQUESTS_PER_STREAM, Stream, StreamFileError, Streams, running_streams
 
 LEDGER_WAIT = 5.0  # seconds a page waits for a view that is still reading the ledger from its beginning
 COLOURS = {
@@ -446,7 +445,7 @@ def render_streams(
             f"<td>{_seconds(summary.freshness_median)} / {_seconds(summary.freshness_p95)}</td>"
             f"<td>{'-' if summary.tweets_per_minute is None else f'{summary.tweets_per_minute:.1f}'}</td>"
             f"<td>{stream.twitter_conn_id}: {summary.app_requests} / {summary.rate_limit} "
-            f"({summary.app_streams} streams need ≥ {budget_needed(streams, stream)}); this stream {summary.requests}</td>"
+            f"({summary.app_streams} streams need ≥ {REQUESTS_PER_STREAM * summary.app_streams}); this stream {summary.requests}</td>"
             f"<td>{failure}</td><td>{html.escape(runs) or '-'}{unreachable}</td></tr>"
         )
     body = (
