@@ -334,14 +334,13 @@ class LedgerView:
         oldest = int((datetime.now(UTC) - KEPT).timestamp()) // 60
         rows, gone = [], []
         for key, value in values:
+            if ledger.kind_of(key) is not ledger.Delivery:  # a compliance job's result
+                continue
             if value is None:  # a tombstone
                 stream, topic, start = key.decode().rsplit("/", 2)
                 gone.append((stream, topic, _minute(datetime.strptime(start, "%Y-%m-%dT%H:%MZ"))))
                 continue
-            try:
-                delivery = ledger.decode(value)
-            except Exception:  # noqa: BLE001 - a record of another kind; its readers know it
-                continue
+            delivery = ledger.decode(value)
             if (minute := _minute(delivery.window_start)) < oldest:
                 continue
             rows.append(

@@ -207,7 +207,24 @@ def test_the_ledger_view_keeps_each_minutes_latest_entry_and_aggregates_each_str
     unreachable = {"records": 0, "outcome": "unreachable", "run_type": "healing"}
     records.append((b"k", delivery("apple", now - 50 * MINUTE, after_s=600, **unreachable)))
     records.append((b"k", delivery("apple", now - 3 * DAY, after_s=1)))  # 3 days ago
-    records.append((b"k", b'{"kind": "something else"}'))  # another kind of entry: left alone
+    sweep = ledger.ComplianceSweep(
+        run_id="scheduled__2026-12-01T06:00:00+00:00",
+        run_type="scheduled",
+        clear_number=0,
+        try_number=1,
+        transactional_id=None,
+        committed_at=now,
+        dag_id="x_compliance_twitter_default",
+        task_id="compliance_kafka_default",
+        job_id="1",
+        job_name="sweep",
+        ids_checked=10,
+        results=1,
+        compliance_topic="tweets-to-kafka.compliance",
+        tombstones={"tweets-apple": 1},
+    )
+    key = ledger.compliance_key(sweep.dag_id, sweep.task_id, sweep.run_id)
+    records.append((key, ledger.encode(sweep)))  # a compliance job's entry: left alone
     view._apply(records)
 
     figures = view.summaries([apple], now)["apple"]
