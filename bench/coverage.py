@@ -77,6 +77,7 @@ def run(loads: int, log_dir: Path) -> dict[str, Any]:
         home=home,
         port=PORT,
         connections=connections("http://127.0.0.1:9", "unused", KAFKA_CONFIG),  # no run runs
+        dag_id="stream_00",  # the stream file has no tweets_to_kafka
         settings={
             "TWEETS_TO_KAFKA_STREAMS": str(streams),
             "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": str(24 * 60),  # the grid's 1,440 runs in one answer
