@@ -38,18 +38,21 @@ MISSING, FAILED, LATE = 0.002, 0.003, 0.01  # shares of the minutes
 SEED = 26
 
 
+def stream(n: int) -> dict[str, str]:
+    """The entry of the n-th stream of the file (its ledger entries carry its query and topic, as a delivery's do:
+    the Coverage pages count only those)."""
+    return {
+        "name": f"stream_{n:02d}",
+        "query": f"iPhone {n}",
+        "topic": f"tweets-{n:02d}",
+        "twitter_conn_id": f"x{n // 15}",
+    }
+
+
 def stream_file(path: Path) -> Path:
     from tests.helpers import write_stream_file
 
-    streams = [
-        {
-            "name": f"stream_{n:02d}",
-            "query": f"iPhone {n}",
-            "topic": f"tweets-{n:02d}",
-            "twitter_conn_id": f"x{n // 15}",
-        }
-        for n in range(STREAMS)
-    ]
+    streams = [stream(n) for n in range(STREAMS)]
     return write_stream_file(path, *streams, rate_limit_per_15_minutes=450)
 
 
@@ -84,7 +87,7 @@ def run(loads: int, log_dir: Path) -> dict[str, Any]:
         },
     )
     with stack:
-        names = [f"stream_{n:02d}" for n in range(STREAMS)]
+        names = [stream(n)["name"] for n in range(STREAMS)]
         stack.wait_until(lambda: all(map(stack.dag_is_parsed, names)), 300, "the 30 streams to be parsed")
         now = datetime.now(UTC)
         began = time.monotonic()
@@ -158,7 +161,8 @@ def produce_ledger(names: list[str], now: datetime) -> int:
     admin.create_topics([new])[ledger.LEDGER_TOPIC].result(60)  # as produce_tweets makes it
     producer = Producer({**KAFKA_CONFIG, "linger.ms": 50, "compression.type": "lz4"})
     count = 0
-    for name in names:
+    for n, name in enumerate(names):
+        entry = stream(n)
         for start in minutes(now):
             happened = outcome(name, start)
             if happened in ("missing", "failed"):
@@ -169,8 +173,8 @@ def produce_ledger(names: list[str], now: datetime) -> int:
                 stream=name,
                 window_start=start,
                 window_end=start + MINUTE,
-                topic=f"tweets-{name[-2:]}",
-                query="q",
+                topic=entry["topic"],
+                query=entry["query"],
                 record_format="json",
                 records=20 + count % 40,
                 run_id=f"scheduled__{start:%Y-%m-%dT%H:%M}--{start + MINUTE:%H:%M}Z",
