@@ -33,9 +33,9 @@ from include.windows import run_window
 # The asset of a topic that a run's conf names instead of its stream's (the stream's own is a static outlet).
 TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")
 log = logging.getLogger(__name__)
-# A producer lives for one window, so its start-up counts. Once it learns the brokers, librdkafka drops its bootstrap
-# connection and waits reconnect.backoff.ms / 2 (50 ms by default) before it connects to one: 10 ms with this.
-# A connection's extra may set it otherwise.
+# A producer (and a reader) lives for one window, so its start-up counts. Once it learns the brokers, librdkafka
+# drops its bootstrap connection and waits reconnect.backoff.ms / 2 (50 ms by default) before it connects to one:
+# 10 ms with this. A connection's extra may set it otherwise.
 FAST_START = {"reconnect.backoff.ms": 20}
 # librdkafka's producer-only properties, left out of the ledger reader's config (a consumer warns about each).
 PRODUCER_ONLY = frozenset(
@@ -120,7 +120,9 @@ class KafkaClients:
     def reader(self):
         """A consumer of committed records to the end of a partition (ledger.READER_CONFIG), used with assign():
         no consumer group's offsets, so no group ACL."""
-        config = {key: value for key, value in self.config.items() if key not in PRODUCER_ONLY}
+        config = {
+            key: value for key, value in {**FAST_START, **self.config}.items() if key not in PRODUCER_ONLY
+        }
         config |= {**ledger.READER_CONFIG, "group.id": "tweets-to-kafka-reader"}
         return _ConsumerHook(self._with(config), self.on_error, topics=[]).get_conn
 
@@ -205,7 +207,8 @@ class KafkaClients:
         """How many partitions topic `name` (`what` it is, e.g. "the delivery ledger") has, or 0 when this try
         made it: with `config`, `partitions` (-1: the brokers' default) and the brokers' default replication; when
         another try made it meanwhile, the `partitions` it was made with. Refused requests name the grant to add
-        (`grant`: its operations)."""
+        (`grant`: its operations). It is looked up with `reader`: a producer's lookup of a missing topic would have
+        the brokers create it with their defaults (librdkafka's allow.auto.create.topics is on for producers)."""
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import NewTopic
 
@@ -404,12 +407,12 @@ class ProduceWindowOperator(ProduceToTopicOperator):
     per delivery (a run, until it is cleared).
 
     With `transactional.id` in the connection's extra (the prefix of its transactional ids), a try fences every
-    earlier try of the stream (`<prefix>:<dag id>`, one id per stream), reads the ledger, and succeeds without
-    writing when this delivery already committed; otherwise it writes the window's records and its ledger entry
-    in one transaction. Without it, delivery is at least once: the ledger entry follows the acknowledged records.
-    Either way it emits an asset event for the topic: the stream's own topic is a static outlet (`topic_asset`), a
-    topic that the run's conf names instead has its event through TOPIC_ALIAS. It then removes the window's records
-    from the window store, and returns the delivery.
+    earlier try of the stream (`<prefix>:<dag id>`, one id per stream); a retry then reads the ledger, and
+    succeeds without writing when this delivery already committed; otherwise it writes the window's records and
+    its ledger entry in one transaction. Without it, delivery is at least once: the ledger entry follows the
+    acknowledged records. Either way it emits an asset event for the topic: the stream's own topic is a static
+    outlet (`topic_asset`), a topic that the run's conf names instead has its event through TOPIC_ALIAS. It then
+    removes the window's records from the window store, and returns the delivery.
 
     :param ledger_topic: the delivery ledger's topic, made on first use (see include/ledger.py)
     """
@@ -427,10 +430,12 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             partition, created = clients.ledger_partition(reader, self.ledger_topic, self.dag_id)
             if transactional_id:
                 clients.init_transactions(producer, transactional_id, [self.topic])
-            start, _ = run_window(context)
-            key = ledger.ledger_key(self.dag_id, self.topic, start)
             earlier = None
-            if not created:
+            # Only a retry can find its run's delivery: Airflow numbers a task's tries on across clears, so try 1
+            # is the run's first, and no earlier try of it can have committed.
+            if not created and context["ti"].try_number > 1:
+                start, _ = run_window(context)
+                key = ledger.ledger_key(self.dag_id, self.topic, start)
                 earlier = clients.earlier_entry(reader, self.ledger_topic, partition, key, context["dag_run"])
         finally:
             reader.close()
