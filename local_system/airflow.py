@@ -24,8 +24,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection
-from contextlib import suppress
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -449,6 +449,17 @@ class AirflowStack:
             if "answered 404" not in str(error):
                 raise
         self.api("POST", "/api/v2/connections", json=body)
+
+    @contextmanager
+    def kafka_settings(self, settings: dict[str, Any], conn_id: str = "kafka_default") -> Iterator[None]:
+        """Connection `conn_id` as the stack defines it, with these librdkafka settings added to its extra
+        meanwhile; then as defined again (its port and description too)."""
+        defined = self.connections[conn_id]
+        self.set_connection(conn_id, **{**defined, "extra": {**defined["extra"], **settings}})
+        try:
+            yield
+        finally:
+            self.set_connection(conn_id, **defined)
 
     def listing(self, path: str, key: str, **params: Any) -> list[dict[str, Any]]:
         """Every item of a REST API list, page by page (the API returns at most 100 at a time)."""

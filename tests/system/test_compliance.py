@@ -16,7 +16,7 @@ import requests
 from include import compliance, ledger
 from local_system import DAG_ID
 from tests.faults.consumers import TopicWatcher, when_written
-from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, read_topic
+from tests.helpers import BOOTSTRAP, DAG_QUERY, create_topic, read_topic
 from tests.system.harness import unused_windows
 
 COMPLIANCE_DAG = "x_compliance_twitter_default"
@@ -166,8 +166,7 @@ def test_a_try_killed_mid_write_is_retried_and_read_committed_sees_each_tombston
     assert len(truth) > 1000
     x_api.compliance_processing = 3600  # until the test ends it
     events = TopicWatcher(compliance_topic, BOOTSTRAP)
-    stack.set_connection("kafka_default", conn_type="kafka", extra={**KAFKA_CONFIG, "batch.size": 2000})
-    try:
+    with stack.kafka_settings({"batch.size": 2000}):
         run_id = run_compliance(stack, topic, compliance_topic)
         ti = stack.wait_until(lambda: task_instance(stack, run_id, "deferred"), 300, "the task to defer")
         x_api.finish_compliance_job(job_of(x_api, run_id)["id"])
@@ -180,8 +179,6 @@ def test_a_try_killed_mid_write_is_retried_and_read_committed_sees_each_tombston
         )
         assert killed, "the task was running"
         assert run_ended(stack, run_id, COMPLIANCE_DAG)["state"] == "success"
-    finally:
-        stack.set_connection("kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
 
     tries = stack.task_tries(run_id, TASK, dag_id=COMPLIANCE_DAG)
     assert [ti["state"] for ti in tries] == ["failed", "success"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from include import ledger
 from local_system import DAG_ID
 from tests.faults.consumers import TopicWatcher, when_written
-from tests.helpers import BOOTSTRAP, DAG_QUERY, KAFKA_CONFIG, create_topic, read_topic
+from tests.helpers import BOOTSTRAP, DAG_QUERY, create_topic, read_topic
 from tests.system.harness import unused_windows
 
 WINDOW = 8000  # posts: 80 pages, and a transaction that stays open for a second or two in small batches
@@ -26,9 +26,8 @@ def test_a_try_killed_after_its_commit_is_retried_without_writing_the_window_aga
     x_api.set_rate(start, WINDOW)
     expected = {tweet["id"].encode() for tweet in x_api.tweets_between(start, end, DAG_QUERY)}
     create_topic(BOOTSTRAP, topic)
-    stack.set_connection("kafka_default", conn_type="kafka", extra={**KAFKA_CONFIG, "batch.size": 2000})
     watcher = TopicWatcher(topic, BOOTSTRAP)
-    try:
+    with stack.kafka_settings({"batch.size": 2000}):
         run_id = stack.trigger(start, {"topic": topic})["dag_run_id"]
         # Its first try's id, known before it runs: a transaction of a second or two ends between two polls of
         # the task's state, so the API server is frozen once the first records are in the topic's log instead.
@@ -52,8 +51,6 @@ def test_a_try_killed_after_its_commit_is_retried_without_writing_the_window_aga
             return run if run["state"] in ("success", "failed") else None
 
         assert stack.wait_until(ended, 400, "the run to end")["state"] == "success"
-    finally:
-        stack.set_connection("kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
 
     tries = stack.task_tries(run_id, "produce_tweets")
     assert [ti["state"] for ti in tries] == ["failed", "success"], (

@@ -8,7 +8,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-from tests.helpers import DAG_QUERY, KAFKA_CONFIG, read_topic, x_api_time
+from tests.helpers import DAG_QUERY, read_topic, x_api_time
 from tests.system.harness import unused_windows
 
 BIG_MINUTE = 150_000
@@ -27,14 +27,12 @@ def test_a_150000_post_minute_goes_through_one_produce_try(airflow_stack, x_api)
     x_api.set_rate(start, BIG_MINUTE)
     # The simulator evaluates the query on the minute's posts once, here, for all of the search's pages.
     expected = {tweet["id"].encode() for tweet in x_api.tweets_between(start, end, EVERY_POST)}
-    small_queue = {**KAFKA_CONFIG, "queue.buffering.max.messages": 1_000}
-    airflow_stack.set_connection("kafka_default", conn_type="kafka", extra=small_queue)
     try:
-        [run] = airflow_stack.backfill(
-            [(start, end)], conf={"topic": topic, "query": EVERY_POST}, timeout=1200
-        )
+        with airflow_stack.kafka_settings({"queue.buffering.max.messages": 1_000}):
+            [run] = airflow_stack.backfill(
+                [(start, end)], conf={"topic": topic, "query": EVERY_POST}, timeout=1200
+            )
     finally:
-        airflow_stack.set_connection("kafka_default", conn_type="kafka", extra=KAFKA_CONFIG)
         x_api.set_rate(start, x_api.rate_per_minute)
 
     assert run["state"] == "success"
