@@ -62,7 +62,9 @@ class FetchWindowOperator(BaseOperator):
             log.warning("%s", self.budget_warning)
         start, end = windows.run_window(context)
         topic = context["params"]["topic"]
-        log.info("Window [%s, %s): query %r, to topic %r", _iso(start), _iso(end), self.query, topic)
+        log.info(
+            "Window [%s, %s): query %r, to topic %r", windows.iso(start), windows.iso(end), self.query, topic
+        )
         if self.query != self.stream.query and topic == self.stream.topic:
             log.warning(
                 "This run searches %r, not the stream's query %r, yet writes to the stream's own topic %r: its "
@@ -138,7 +140,7 @@ class FetchWindowOperator(BaseOperator):
             "%s; the rate limit lifts at %s (in %.0f s): deferred until then, holding no worker slot, with %d "
             "tweets read so far",
             pause,
-            _iso(pause.reset_at),
+            windows.iso(pause.reset_at),
             wait.total_seconds(),
             window["records"],
         )
@@ -154,7 +156,3 @@ class FetchWindowOperator(BaseOperator):
             # A triggerer that never fires it: the try fails, and Airflow retries it.
             timeout=wait + timedelta(seconds=RATE_LIMIT_WINDOW_SECONDS),
         )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -28,7 +28,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from include import ledger, window_store
 from include.records import serialise
-from include.windows import run_window
+from include.windows import iso, run_window
 
 # The asset of a topic that a run's conf names instead of its stream's (the stream's own is a static outlet).
 TOPIC_ALIAS = AssetAlias("tweets-kafka-topic")
@@ -451,8 +451,8 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             log.info(
                 "Window [%s, %s) was already delivered by try %d of this run (%s, clear %d): %d records to %s, "
                 "committed at %s; not writing it again",
-                _iso(earlier.window_start),
-                _iso(earlier.window_end),
+                iso(earlier.window_start),
+                iso(earlier.window_end),
                 earlier.try_number,
                 earlier.run_id,
                 earlier.clear_number,
@@ -616,7 +616,3 @@ def _passing(exc: BaseException) -> bool:
     from confluent_kafka import KafkaError, KafkaException
 
     return isinstance(exc, KafkaException) and exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -19,6 +19,7 @@ import msgspec
 from airflow.sdk import ObjectStoragePath, conf
 
 from include import state_folder
+from include.windows import iso
 
 log = logging.getLogger(__name__)
 SECTION = "tweets_to_kafka"
@@ -46,7 +47,7 @@ def save(records: list[dict[str, Any]], dag_id: str, run_id: str, start: datetim
     file.parent.mkdir(parents=True, exist_ok=True)
     with file.open("wb") as out:
         out.write(_encoder.encode_lines(records))
-    return {"window": f"[{_iso(start)}, {_iso(end)})", "records": len(records), "path": path}
+    return {"window": f"[{iso(start)}, {iso(end)})", "records": len(records), "path": path}
 
 
 def records(window: dict | list) -> Iterator[dict[str, Any]]:
@@ -113,7 +114,3 @@ def _modified(file: ObjectStoragePath) -> datetime:
     if isinstance(moment, str):
         return datetime.fromisoformat(moment.replace("Z", "+00:00")).astimezone(UTC)
     return datetime.fromtimestamp(float(moment), UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -32,11 +32,11 @@ def skip_beyond_horizon(start: datetime, end: datetime, reason: object) -> NoRet
     TwitterHook: the search's reach at the moment of a request, or X's own answer)."""
     log.warning(
         "Window [%s, %s) is older than the X API's search horizon: its tweets can no longer be fetched (%s)",
-        _iso(start),
-        _iso(end),
+        iso(start),
+        iso(end),
         reason,
     )
-    raise AirflowSkipException(f"window [{_iso(start)}, {_iso(end)}) is beyond the search horizon")
+    raise AirflowSkipException(f"window [{iso(start)}, {iso(end)}) is beyond the search horizon")
 
 
 def unreachable_before(context: dict[str, Any], start: datetime, timetable: SearchableMinuteTimetable) -> int:
@@ -55,8 +55,8 @@ def unreachable_before(context: dict[str, Any], start: datetime, timetable: Sear
     log.warning(
         "Windows [%s, %s) (%d minutes) got no run: they were beyond the X API's search horizon when the "
         "schedule resumed, and their tweets can no longer be fetched",
-        _iso(previous.data_interval_end),
-        _iso(start),
+        iso(previous.data_interval_end),
+        iso(start),
         minutes,
     )
     return minutes
@@ -71,5 +71,6 @@ def wait_until_searchable(end: datetime, timetable: SearchableMinuteTimetable) -
         time.sleep(wait)
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """`moment` in UTC to the second, as the logs name windows: 2026-12-01T20:20:00Z."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
