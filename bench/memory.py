@@ -14,25 +14,24 @@ from bench.services import SimulatorClient, records_in, run_probe
 WINDOW_SIZES = (1000, 10_000)
 
 
-def run(simulator: SimulatorClient, env: dict[str, str], work_dir: Path, log_file: Path) -> dict[str, Any]:
+def run(simulator: SimulatorClient, env: dict[str, str], log_file: Path) -> dict[str, Any]:
     """Each task's growth of resident memory over its baseline, per window size, and how it scales."""
     windows = Windows(hours_ago=6)
     tasks: dict[str, dict[int, dict]] = {"fetch_tweets": {}, "produce_tweets": {}}
     for size in WINDOW_SIZES:
         start, end = windows.take(simulator, size)
-        xcom_file = work_dir / f"records-{size}.json"
+        run_id = f"bench__memory_{uuid.uuid4().hex}"
         fetched = run_probe(
             "bench.memory_probe",
-            ["fetch", start.isoformat(), end.isoformat(), str(xcom_file)],
+            ["fetch", start.isoformat(), end.isoformat(), run_id],
             env,
             RESULT_PREFIX,
             log_file,
         )
         topic = f"bench-memory-{uuid.uuid4().hex[:12]}"
         produced = run_probe(
-            "bench.memory_probe", ["produce", str(xcom_file), topic], env, RESULT_PREFIX, log_file
+            "bench.memory_probe", ["produce", start.isoformat(), run_id, topic], env, RESULT_PREFIX, log_file
         )
-        xcom_file.unlink()
         if fetched["records"] != size or produced["records"] != size or records_in(topic) != size:
             raise RuntimeError(f"memory run of {size} tweets: fetched {fetched}, produced {produced}")
         for task, figures in (("fetch_tweets", fetched), ("produce_tweets", produced)):

@@ -1,10 +1,10 @@
 """Run one task of tweets_to_kafka in this fresh interpreter and print its memory as JSON.
 
-    python -m bench.memory_probe fetch WINDOW_START WINDOW_END XCOM_FILE
-        fetch_tweets for the window (ISO times) against the simulator; writes its return value (the reference to
-        the window's records in the window store) as the XCom JSON it would push.
-    python -m bench.memory_probe produce XCOM_FILE TOPIC
-        produce_tweets on those records: the XCom JSON read back, then the DAG's operator.
+    python -m bench.memory_probe fetch WINDOW_START WINDOW_END RUN_ID
+        fetch_tweets for the window (ISO times) of manual run RUN_ID against the simulator: its records in the
+        window store.
+    python -m bench.memory_probe produce WINDOW_START RUN_ID TOPIC
+        produce_tweets of the same run: those records read back from the store, then the DAG's operator.
 
 `baseline_kib` is the resident set once the DAG and the task's modules are loaded; `peak_kib` the
 highest resident set while the task runs (the peak counter is reset at the baseline).
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from bench.produce import task_context
@@ -42,44 +42,38 @@ def load_task(task_id: str):
     return DagBag(dag_folder=str(ROOT / "dags")).dags["tweets_to_kafka"].get_task(task_id)
 
 
-def fetch(start: str, end: str, xcom_file: str) -> dict[str, int]:
+def fetch(start: str, end: str, run_id: str) -> dict[str, int]:
     import include.fetch_window  # noqa: F401  (the task's own imports, loaded before the baseline)
     import twitter_provider.hooks  # noqa: F401
+    from include import window_store
 
     task = load_task("fetch_tweets")
     task.query = QUERY  # what rendering the templates sets
     reset_peak()
     baseline = memory_kib()["rss"]
-    reference = task.execute(task_context(datetime.fromisoformat(start), QUERY))
-    xcom = json.dumps(reference)  # what the task runner pushes
+    task.execute(task_context(datetime.fromisoformat(start), QUERY, run_id))
     peak = memory_kib()["peak"]
-    Path(xcom_file).write_text(xcom)
+    window = window_store.window(
+        task.dag_id, run_id, datetime.fromisoformat(start), datetime.fromisoformat(end)
+    )
     return {
-        "records": reference["records"],
-        "xcom_bytes": len(xcom),
+        "records": sum(1 for _ in window_store.records(window)),
         "baseline_kib": baseline,
         "peak_kib": peak,
     }
 
 
-def produce(xcom_file: str, topic: str) -> dict[str, int]:
+def produce(start: str, run_id: str, topic: str) -> dict[str, int]:
     import include.kafka_delivery  # noqa: F401
 
     task = load_task("produce_tweets").prepare_for_execution()  # as the task runner does
     reset_peak()
     baseline = memory_kib()["rss"]
-    xcom = Path(xcom_file).read_text()
-    reference = json.loads(xcom)  # the XCom the task pulls
     task.topic = topic  # what rendering the templates sets
-    task.producer_function_kwargs = {"records": reference, "record_format": "json"}
-    task.execute(task_context(datetime.now(UTC), QUERY))
+    task.producer_function_kwargs = {"record_format": "json"}
+    delivery = task.execute(task_context(datetime.fromisoformat(start), QUERY, run_id))
     peak = memory_kib()["peak"]
-    return {
-        "records": reference["records"],
-        "xcom_bytes": len(xcom),
-        "baseline_kib": baseline,
-        "peak_kib": peak,
-    }
+    return {"records": delivery["records"], "baseline_kib": baseline, "peak_kib": peak}
 
 
 if __name__ == "__main__":

@@ -88,39 +88,42 @@ class ProduceBenchmark:
             time.sleep(0.05)
         raise RuntimeError(f"topic {topic} has no leader for every partition after 5 s")
 
-    def measure(self, produce: Callable[[list[dict], str], None], records: list[dict]) -> float:
-        """Records per second of one run of `produce`, from the first record to the last acknowledgement."""
+    def measure(self, produce: Callable[[list[dict], str], Callable[[], None]], records: list[dict]) -> float:
+        """Records per second of one run of the way `produce` (which readies its run of `records` to a topic), from
+        the first record to the last acknowledgement."""
         topic = self.new_topic()
+        run = produce(records, topic)
         with output_to(self.log_file):
             began = time.perf_counter()
-            produce(records, topic)
+            run()
             elapsed = time.perf_counter() - began
         held = records_in(topic)
         if not len(records) <= held <= len(records) + PARTITIONS:  # a commit adds a marker per partition
             raise RuntimeError(f"{produce.__name__}: topic {topic} holds {held} records, not {len(records)}")
         return len(records) / elapsed
 
-    # The four ways, each from records (as the produce task gets them from XCom) to acknowledged bytes.
+    # The four ways, each readying a run from records (ours: in the window store, as fetch_tweets leaves them) to
+    # acknowledged bytes.
 
-    def ours(self, records: list[dict], topic: str) -> None:
+    def ours(self, records: list[dict], topic: str) -> Callable[[], None]:
         """The project's produce_tweets: its operator, producer function and settings, the ledger entry included."""
         from include.kafka_delivery import ProduceWindowOperator
 
-        self._operator(ProduceWindowOperator, records, topic, synchronous=False)
+        return self._operator(ProduceWindowOperator, records, topic, synchronous=False)
 
-    def ours_transactional(self, records: list[dict], topic: str) -> None:
+    def ours_transactional(self, records: list[dict], topic: str) -> Callable[[], None]:
         """The same, with a connection that has a transactional.id: the window in one transaction."""
         from include.kafka_delivery import ProduceWindowOperator
 
-        self._operator(
+        return self._operator(
             ProduceWindowOperator, records, topic, kafka_config_id=TRANSACTIONAL_CONN_ID, synchronous=False
         )
 
-    def operator_defaults(self, records: list[dict], topic: str) -> None:
+    def operator_defaults(self, records: list[dict], topic: str) -> Callable[[], None]:
         """The provider operator as its docs show it: synchronous=True, the default (logging) callback."""
         from airflow.providers.apache.kafka.operators.produce import ProduceToTopicOperator
 
-        self._operator(ProduceToTopicOperator, records, topic)
+        return self._operator(ProduceToTopicOperator, records, topic)
 
     def ledger_read_ms(self) -> float:
         """Milliseconds a try spends learning whether its run delivered its window already: its ledger reader
@@ -143,50 +146,69 @@ class ProduceBenchmark:
         reader.close()
         return 1000 * elapsed
 
-    def raw(self, records: list[dict], topic: str) -> None:
+    def raw(self, records: list[dict], topic: str) -> Callable[[], None]:
         """confluent-kafka alone, same config: asynchronous produce, poll(0), one flush."""
         from confluent_kafka import Producer
 
-        producer = Producer(self.kafka_config)
-        for record in records:
-            producer.produce(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
-            producer.poll(0)
-        if producer.flush(60):
-            raise RuntimeError("raw confluent-kafka: records still queued after 60 s")
+        def run() -> None:
+            producer = Producer(self.kafka_config)
+            for record in records:
+                producer.produce(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
+                producer.poll(0)
+            if producer.flush(60):
+                raise RuntimeError("raw confluent-kafka: records still queued after 60 s")
 
-    def seed(self, records: list[dict], topic: str) -> None:
+        return run
+
+    def seed(self, records: list[dict], topic: str) -> Callable[[], None]:
         """The seed's way: kafka-python KafkaProducer (its defaults) send per record, then flush."""
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(bootstrap_servers=self.kafka_config["bootstrap.servers"])
-        try:
-            for record in records:
-                producer.send(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
-            producer.flush()
-        finally:
-            producer.close()
+        def run() -> None:
+            producer = KafkaProducer(bootstrap_servers=self.kafka_config["bootstrap.servers"])
+            try:
+                for record in records:
+                    producer.send(topic, key=record["tweet_id"].encode(), value=serialise(record, "json"))
+                producer.flush()
+            finally:
+                producer.close()
 
-    def _operator(self, operator: type, records: list[dict], topic: str, **options: Any) -> None:
-        """Build the operator as the DAG does, then render and execute it as the task runner does."""
+        return run
+
+    def _operator(
+        self, operator: type, records: list[dict], topic: str, **options: Any
+    ) -> Callable[[], None]:
+        """Build the operator as the DAG does and save the records in the window store as fetch_tweets does; the
+        run renders and executes the operator as the task runner does."""
+        from include import window_store
+        from include.kafka_delivery import ProduceWindowOperator
+        from include.windows import run_window
+
         options = {"kafka_config_id": "kafka_default", **options}
         produce_tweets = operator(
             task_id="produce_tweets",
             topic="{{ params.topic }}",
             producer_function="include.kafka_delivery.produce_records",
-            producer_function_kwargs={"records": [], "record_format": "{{ params.record_format }}"},
+            producer_function_kwargs={"record_format": "{{ params.record_format }}"},
             **options,
         )
         task = produce_tweets.prepare_for_execution()  # as the task runner: no dependency scan on setattr
+        context = task_context(datetime.now(UTC))
+        window = window_store.window(task.dag_id, context["run_id"], *run_window(context))
+        window_store.save(records, window)
         task.topic = topic
-        task.producer_function_kwargs = {"records": records, "record_format": "json"}  # the rendered XComArg
-        task.execute(context=task_context(datetime.now(UTC)))
+        task.producer_function_kwargs = {"record_format": "json"}  # rendered
+        if not isinstance(task, ProduceWindowOperator):  # the provider's operator: the window as an argument
+            task.producer_function_args = [window]
+        return lambda: task.execute(context=context)
 
 
-def task_context(window_start: datetime, query: str = "bench") -> dict[str, Any]:
-    """What the task runner gives a task of a new manual run of the window holding `window_start`."""
+def task_context(window_start: datetime, query: str = "bench", run_id: str | None = None) -> dict[str, Any]:
+    """What the task runner gives a task of manual run `run_id` (by default a new one) of the window holding
+    `window_start`."""
     now = datetime.now(UTC)
     run = SimpleNamespace(
-        run_id=f"bench__{uuid.uuid4().hex}",  # a new delivery each time
+        run_id=run_id or f"bench__{uuid.uuid4().hex}",  # a new delivery each time
         run_type=SimpleNamespace(value="manual"),
         logical_date=window_start.replace(second=0, microsecond=0),
         run_after=now,

@@ -140,7 +140,7 @@ def run_all(settings: dict[str, int], log_dir: Path, only: set[str]) -> dict[str
             log_dir / "produce.log",
         )
         section("parse", parse.run, env, settings["parse"], log_dir / "parse.log")
-        section("memory", memory.run, simulator, env, log_dir, log_dir / "memory.log")
+        section("memory", memory.run, simulator, env, log_dir / "memory.log")
         section("dag_run", dag_run.run, simulator, home, settings["dag_run"], log_dir / "dag_run.log")
         section("schedule", schedule.run, settings["schedule"], log_dir)
         section("windows", windows.run, simulator, log_dir)

@@ -24,8 +24,8 @@ RATE_LIMIT_SLEEP = timedelta(seconds=90)
 
 class FetchWindowOperator(BaseOperator):
     """
-    Every tweet of the run's window matching `query`, saved as records in the window store (include/window_store.py);
-    returns their reference, for produce_tweets.
+    Every tweet of the run's window matching `query`, saved as records in the window store (include/window_store.py)
+    under the run's name, where produce_tweets finds them: nothing of them goes to XCom.
 
     A rate limit that lifts within RATE_LIMIT_SLEEP is waited out in the task. A later one defers the task until the
     reset (a DateTimeTrigger in the triggerer): it holds no worker slot and spends no try meanwhile, and goes on
@@ -57,7 +57,7 @@ class FetchWindowOperator(BaseOperator):
         self.budget_warning = budget_warning
         self.query = query
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def execute(self, context: Any) -> None:
         if self.budget_warning:
             log.warning("%s", self.budget_warning)
         start, end = windows.run_window(context)
@@ -76,21 +76,21 @@ class FetchWindowOperator(BaseOperator):
             )
         unreachable = windows.unreachable_before(context, start, self.timetable)  # reported before any skip
         windows.wait_until_searchable(end, self.timetable)
-        return self._fetch(context, [], None, unreachable, 0)
+        self._fetch(context, [], None, unreachable, 0)
 
     def execute_after_rate_limit(
         self,
         context: Any,
         event: Any,
-        window: dict[str, Any],
+        window: dict[str, str],
         next_token: str | None,
         unreachable: int,
         requests: int,
-    ) -> dict[str, Any]:
+    ) -> None:
         """Go on with a search that a rate limit paused, once it lifted."""
         records = list(window_store.records(window))
         log.info("The rate limit has lifted: going on with %d tweets read before it", len(records))
-        return self._fetch(context, records, next_token, unreachable, requests)
+        self._fetch(context, records, next_token, unreachable, requests)
 
     def _fetch(
         self,
@@ -99,7 +99,7 @@ class FetchWindowOperator(BaseOperator):
         next_token: str | None,
         unreachable: int,
         requests_before: int,
-    ) -> dict[str, Any]:
+    ) -> None:
         """Search the window from `next_token` on; save its records after `records`, or defer at a long rate limit."""
         from twitter_provider.hooks import BeyondSearchHorizon, SearchPaused, TwitterHook  # not at parse time
 
@@ -116,20 +116,23 @@ class FetchWindowOperator(BaseOperator):
         seen = {record["tweet_id"] for record in records}
         records += [to_record(tweet, tweet["author"]) for tweet in tweets if tweet["id"] not in seen]
         requests = requests_before + hook.requests_made
-        window = window_store.save(records, self.dag_id, context["run_id"], start, end)
+        window = window_store.window(self.dag_id, context["run_id"], start, end)
+        window_store.save(records, window)
         if pause is not None:
-            self._defer_until_reset(pause, window, unreachable, requests)
+            self._defer_until_reset(pause, window, len(records), unreachable, requests)
         log.info(
-            "Run summary: %d tweets; %d unreachable minutes before this window", len(records), unreachable
+            "Run summary: %d tweets; %d unreachable minutes before this window; saved in %s",
+            len(records),
+            unreachable,
+            window["path"],
         )
         if over := window_over_budget(
             self.stream, self.rate_limit_per_15_minutes, window["window"], len(records), requests
         ):
             log.warning("%s", over)
-        return window
 
     def _defer_until_reset(
-        self, pause: SearchPaused, window: dict[str, Any], unreachable: int, requests: int
+        self, pause: SearchPaused, window: dict[str, str], tweets: int, unreachable: int, requests: int
     ) -> None:
         from airflow.providers.standard.triggers.temporal import DateTimeTrigger
 
@@ -142,7 +145,7 @@ class FetchWindowOperator(BaseOperator):
             pause,
             windows.iso(pause.reset_at),
             wait.total_seconds(),
-            window["records"],
+            tweets,
         )
         self.defer(
             trigger=DateTimeTrigger(pause.reset_at + timedelta(seconds=1)),

@@ -85,10 +85,10 @@ def topic_asset(kafka_conn_id: str, topic: str) -> Asset:
     return Asset(f"kafka://{kafka_conn_id}/{topic}")
 
 
-def produce_records(records: dict | list, record_format: str) -> Iterator[tuple[bytes, bytes]]:
-    """Producer function: `(tweet id, serialised record)` for each record of the window that `records` refers to
-    (window_store), keyed for deduplication."""
-    for record in window_store.records(records):
+def produce_records(window: dict[str, str], record_format: str) -> Iterator[tuple[bytes, bytes]]:
+    """Producer function: `(tweet id, serialised record)` for each record of `window` in the window store, keyed
+    for deduplication."""
+    for record in window_store.records(window):
         yield record["tweet_id"].encode(), serialise(record, record_format)
 
 
@@ -414,6 +414,9 @@ class ProduceWindowOperator(ProduceToTopicOperator):
     outlet (`topic_asset`), a topic that the run's conf names instead has its event through TOPIC_ALIAS. It then
     removes the window's records from the window store, and returns the delivery.
 
+    `producer_function` is called with the run's window in the window store (include/window_store.py), then
+    `producer_function_args` and `producer_function_kwargs`.
+
     :param ledger_topic: the delivery ledger's topic, made on first use (see include/ledger.py)
     """
 
@@ -440,9 +443,10 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         finally:
             reader.close()
         uri = f"kafka://{clients.config['bootstrap.servers']}/{self.topic}"
+        window = window_store.window(self.dag_id, context["run_id"], *run_window(context))
         if earlier is None:
             try:
-                delivery = self._deliver(clients, producer, partition, transactional_id, context)
+                delivery = self._deliver(clients, producer, partition, transactional_id, window, context)
             except window_store.WindowGone as gone:
                 raise AirflowFailException(str(gone)) from None
             log.info("Delivered %d records to %s", delivery.records, uri)
@@ -461,7 +465,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                 earlier.committed_at.isoformat(timespec="milliseconds"),
             )
         self._emit_asset_event(context)
-        window_store.remove(self.producer_function_kwargs["records"], self.dag_id)
+        window_store.remove(window, self.dag_id)
         return msgspec.to_builtins(delivery)
 
     def _emit_asset_event(self, context: Any) -> None:
@@ -474,7 +478,13 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         context["outlet_events"][TOPIC_ALIAS].add(asset)
 
     def _deliver(
-        self, clients: KafkaClients, producer, partition: int, transactional_id: str | None, context: Any
+        self,
+        clients: KafkaClients,
+        producer,
+        partition: int,
+        transactional_id: str | None,
+        window: dict[str, str],
+        context: Any,
     ) -> ledger.Delivery:
         """Write the window's records and its ledger entry: in one transaction, or (without a transactional id)
         the entry once the broker acknowledged every record."""
@@ -484,7 +494,7 @@ class ProduceWindowOperator(ProduceToTopicOperator):
             self.producer_function = import_string(self.producer_function)
         with clients.transaction(producer, transactional_id, report):
             for key, value in self.producer_function(
-                *self.producer_function_args, **self.producer_function_kwargs
+                window, *self.producer_function_args, **self.producer_function_kwargs
             ):
                 produce_record(producer, self.topic, key, value, report)
                 producer.poll(self.poll_timeout)

@@ -1,9 +1,9 @@
-"""Where a fetched window's records wait for produce_tweets: a JSON-lines file in object storage, so that Airflow's
-metadata database holds only a reference to them (the window, the count and where the file is), never post content.
+"""Where a fetched window's records wait for produce_tweets: a JSON-lines file in object storage named by the run
+(`<store>/<dag id>/<run id>.jsonl`), so that nothing of them passes through Airflow's metadata database.
 
-fetch_tweets saves the records and returns the reference; produce_tweets reads them (a retry reads the same file:
-the pages are fetched once) and removes the file once the window is delivered, and with it the files of its stream
-older than the retention, which failed runs leave behind. The store is `[tweets_to_kafka] window_store` (env
+fetch_tweets saves the records there; produce_tweets finds them by its run (a retry reads the same file: the pages
+are fetched once) and removes the file once the window is delivered, and with it the files of its stream older than
+the retention, which failed runs leave behind. The store is `[tweets_to_kafka] window_store` (env
 `AIRFLOW__TWEETS_TO_KAFKA__WINDOW_STORE`), an Airflow ObjectStoragePath URL such as `s3://aws_default@bucket/windows`,
 or a folder of AIRFLOW_HOME; every worker must reach it (docs/operating.md, "Records between the tasks").
 """
@@ -39,23 +39,21 @@ def retention() -> timedelta:
     return timedelta(hours=hours)
 
 
-def save(records: list[dict[str, Any]], dag_id: str, run_id: str, start: datetime, end: datetime) -> dict:
-    """Write a run's records to `<store>/<dag id>/<run id>.jsonl` (a retry of the fetch replaces them); return
-    the reference that travels through XCom: `{"window": "[start, end)", "records": n, "path": url}`."""
-    path = f"{store_url()}/{dag_id}/{run_id}.jsonl"
-    file = ObjectStoragePath(path)
+def window(dag_id: str, run_id: str, start: datetime, end: datetime) -> dict[str, str]:
+    """A run's window in the store: `{"window": "[start, end)", "path": url}`."""
+    return {"window": f"[{iso(start)}, {iso(end)})", "path": f"{store_url()}/{dag_id}/{run_id}.jsonl"}
+
+
+def save(records: list[dict[str, Any]], window: dict[str, str]) -> None:
+    """Write a window's records to its file (a retry of the fetch replaces them)."""
+    file = ObjectStoragePath(window["path"])
     file.parent.mkdir(parents=True, exist_ok=True)
     with file.open("wb") as out:
         out.write(_encoder.encode_lines(records))
-    return {"window": f"[{iso(start)}, {iso(end)})", "records": len(records), "path": path}
 
 
-def records(window: dict | list) -> Iterator[dict[str, Any]]:
-    """The records a reference points to, one by one (a list is taken as the records themselves: what a fetch
-    of this package's earlier versions returned, for a run that spans the deploy)."""
-    if isinstance(window, list):
-        yield from window
-        return
+def records(window: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """A window's records, one by one."""
     try:
         with ObjectStoragePath(window["path"]).open("rb") as lines:
             for line in lines:
@@ -67,7 +65,7 @@ def records(window: dict | list) -> Iterator[dict[str, Any]]:
 class WindowGone(LookupError):
     """A window's records are no longer in the store: delivered and removed, or past the retention."""
 
-    def __init__(self, window: dict):
+    def __init__(self, window: dict[str, str]):
         super().__init__(
             f"The records of window {window['window']} are no longer at {window['path']}: they are removed once "
             f"the window is delivered, and after {retention() / timedelta(hours=1):g} hours when it is not "
@@ -75,11 +73,9 @@ class WindowGone(LookupError):
         )
 
 
-def remove(window: dict | list, dag_id: str) -> None:
+def remove(window: dict[str, str], dag_id: str) -> None:
     """Remove a delivered window's file, and the stream's files older than the retention; a failure is only
     logged (the next delivery of the stream tries again)."""
-    if isinstance(window, list):
-        return
     try:
         ObjectStoragePath(window["path"]).unlink(missing_ok=True)
         expired = remove_expired(f"{store_url()}/{dag_id}", retention())

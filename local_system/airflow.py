@@ -16,6 +16,7 @@ the fault and distributed suites all run Airflow this way, with the settings wri
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import shutil
@@ -64,6 +65,14 @@ def project_env(home: Path, dags_folder: Path = ROOT / "dags") -> dict[str, str]
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__SENSITIVE_VAR_CONN_NAMES": SENSITIVE_CONN_NAMES,
     }
+
+
+def compile_package(dags_folder: Path) -> None:
+    """Compile the DAGs, include/ and plugins/ to bytecode, as installing a package does, so that a task reads them
+    compiled: where PYTHONDONTWRITEBYTECODE is set (as on this project's machines) Python caches nothing it compiles,
+    and each task would compile them again at its start (about 10 ms per task)."""
+    for folder in (dags_folder, ROOT / "include", ROOT / "plugins"):
+        compileall.compile_dir(folder, quiet=2)
 
 
 def connections(x_api_url: str | None, bearer_token: str, kafka_config: dict[str, Any]) -> dict[str, dict]:
@@ -228,6 +237,7 @@ class AirflowStack:
             for port in (self.port, self.port + 1):
                 if port_taken(port):
                     raise AirflowError(f"port {port} of Airflow is taken by another process; set its port")
+        compile_package(Path(self.env["AIRFLOW__CORE__DAGS_FOLDER"]))
         self.progress("  migrating Airflow's database (about a minute the first time)")
         self.cli("db", "migrate", timeout=300)
         if self.database is None:

@@ -36,7 +36,7 @@ def test_secrets_stay_out_of_task_log_files_xcoms_rendered_fields_and_the_api(ca
     assert TEST_X_BEARER_TOKEN not in logged
     for run in runs:
         run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run['dag_run_id']}/taskInstances"
-        xcoms = airflow_stack.api("GET", f"{run_path}/fetch_tweets/xcomEntries/return_value")
+        xcoms = airflow_stack.api("GET", f"{run_path}/produce_tweets/xcomEntries/return_value")
         assert xcoms["value"] and TEST_X_BEARER_TOKEN not in json.dumps(xcoms)
         for task_id in ("fetch_tweets", "produce_tweets"):
             rendered = airflow_stack.api("GET", f"{run_path}/{task_id}")["rendered_fields"]

@@ -1,4 +1,4 @@
-"""A window's records travel by reference under the real scheduler: a 150,000-post minute goes through one produce
+"""A window's records wait in the window store under the real scheduler: a 150,000-post minute goes through one produce
 try, and once a window is delivered Airflow's metadata database and task logs hold none of its posts."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from pathlib import Path
 
 from tests.helpers import DAG_QUERY, read_topic, x_api_time
 from tests.system.harness import unused_windows
@@ -52,8 +51,9 @@ def test_a_150000_post_minute_goes_through_one_produce_try(airflow_stack, x_api)
 
 
 def test_airflow_keeps_no_post_of_a_delivered_window(airflow_stack, x_api):
-    """Expected: XCom and the rendered fields hold the window's reference (its window, its count, where its file
-    was), under 2 KB for the run; no post's text or location is in them or in the task logs; the file is gone."""
+    """Expected: XCom holds only produce_tweets' delivery summary and the rendered fields the run's settings, under
+    2 KB for the run; no post's text or location is in them or in the task logs; the window's file, named by the run
+    in the store, is gone once delivered."""
     [(start, end)] = unused_windows(airflow_stack, 26)
     topic = f"test-metadata-{uuid.uuid4().hex[:12]}"
 
@@ -74,23 +74,23 @@ def test_airflow_keeps_no_post_of_a_delivered_window(airflow_stack, x_api):
             )
         ]
     stored = "\n".join(str(value) for value in xcoms + rendered)
-    assert len(xcoms) == 2 and len(rendered) == 2, "both tasks' return values and rendered fields"
+    assert len(xcoms) == 1 and len(rendered) == 2, "produce_tweets' return value; both tasks' rendered fields"
     assert [post for post in posts if post in stored] == []
     assert len(stored.encode()) < 2048
 
-    reference = airflow_stack.api(
-        "GET",
-        f"/api/v2/dags/tweets_to_kafka/dagRuns/{run_id}/taskInstances/fetch_tweets/xcomEntries/return_value",
-    )["value"]
-    reference = json.loads(reference) if isinstance(reference, str) else reference
-    assert reference["window"] == f"[{start:%Y-%m-%dT%H:%M:%SZ}, {end:%Y-%m-%dT%H:%M:%SZ})"
-    assert reference["records"] == len(tweets) == len(read_topic(topic))
-    produce = airflow_stack.api(
-        "GET", f"/api/v2/dags/tweets_to_kafka/dagRuns/{run_id}/taskInstances/produce_tweets"
+    run_path = f"/api/v2/dags/tweets_to_kafka/dagRuns/{run_id}/taskInstances"
+    delivery = airflow_stack.api("GET", f"{run_path}/produce_tweets/xcomEntries/return_value")["value"]
+    delivery = json.loads(delivery) if isinstance(delivery, str) else delivery
+    assert delivery["records"] == len(tweets) == len(read_topic(topic))
+    produce = airflow_stack.api("GET", f"{run_path}/produce_tweets")
+    assert produce["rendered_fields"]["producer_function_kwargs"] == {"record_format": "json"}
+    fetched = airflow_stack.task_log(run_id, "fetch_tweets", 1)
+    file = airflow_stack.home / "tweets_to_kafka" / "windows" / "tweets_to_kafka" / f"{run_id}.jsonl"
+    assert (
+        f"Run summary: {len(tweets)} tweets; 0 unreachable minutes before this window; saved in file://{file}"
+        in fetched
     )
-    assert produce["rendered_fields"]["producer_function_kwargs"]["records"] == reference
-    assert not Path(reference["path"].removeprefix("file://")).exists(), "removed once delivered"
+    assert not file.exists(), "removed once delivered"
 
-    logged = "\n".join(airflow_stack.task_log(run_id, task, 1) for task in ("fetch_tweets", "produce_tweets"))
-    assert f"Run summary: {len(tweets)} tweets" in logged
+    logged = fetched + airflow_stack.task_log(run_id, "produce_tweets", 1)
     assert [post for post in posts if post in logged] == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
+from include import window_store
 from include.kafka_delivery import produce_records
 from include.records import serialise, to_record
 
@@ -97,8 +99,13 @@ def test_unknown_format_is_refused_by_name():
 
 
 @pytest.mark.parametrize("record_format", ["json", "seed"])
-def test_every_record_is_keyed_by_its_tweet_id(record_format):
+def test_every_record_is_keyed_by_its_tweet_id(record_format, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__WINDOW_STORE", f"file://{tmp_path}")
     records = [to_record({**TWEET, "id": str(n)}, AUTHOR) for n in (1, 2, 3)]
-    pairs = list(produce_records(records, record_format))
+    window = window_store.window(
+        "stream", "run", datetime(2026, 11, 24, 10, tzinfo=UTC), datetime(2026, 11, 24, 10, 1, tzinfo=UTC)
+    )
+    window_store.save(records, window)
+    pairs = list(produce_records(window, record_format))
     assert [key for key, _ in pairs] == [b"1", b"2", b"3"]
     assert [value for _, value in pairs] == [serialise(r, record_format) for r in records]

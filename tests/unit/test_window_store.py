@@ -1,5 +1,5 @@
-"""The window store: the records of a fetched window wait in a file for produce_tweets, and XCom holds only their
-reference; a delivered window's file goes at once, an undelivered one after the retention."""
+"""The window store: the records of a fetched window wait in a file named by its run for produce_tweets, nothing of
+them in XCom; a delivered window's file goes at once, an undelivered one after the retention."""
 
 from __future__ import annotations
 
@@ -31,15 +31,14 @@ def store(tmp_path, monkeypatch):
     return tmp_path / "windows"
 
 
-def test_a_window_travels_as_a_small_reference_to_its_file(store):
-    reference = window_store.save(RECORDS, "stream_a", "scheduled__2026-12-01T20:20--20:21Z", START, END)
+def test_a_runs_window_is_a_file_named_by_the_run(store):
+    reference = window_store.window("stream_a", "scheduled__2026-12-01T20:20--20:21Z", START, END)
+    window_store.save(RECORDS, reference)
 
     assert reference == {
         "window": "[2026-12-01T20:20:00Z, 2026-12-01T20:21:00Z)",
-        "records": 2,
         "path": f"file://{store}/stream_a/scheduled__2026-12-01T20:20--20:21Z.jsonl",
     }
-    assert "iPhone" not in str(reference)
     assert list(window_store.records(reference)) == RECORDS
     assert (
         len((store / "stream_a" / "scheduled__2026-12-01T20:20--20:21Z.jsonl").read_text().splitlines()) == 2
@@ -48,23 +47,18 @@ def test_a_window_travels_as_a_small_reference_to_its_file(store):
 
 
 def test_an_empty_window_has_an_empty_file(store):
-    reference = window_store.save([], "stream_a", "manual__2026-12-01T20:20:30+00:00", START, END)
+    reference = saved([], "stream_a", "manual__2026-12-01T20:20:30+00:00")
 
-    assert reference["records"] == 0
+    assert (store / "stream_a" / "manual__2026-12-01T20:20:30+00:00.jsonl").read_bytes() == b""
     assert list(window_store.records(reference)) == []
-
-
-def test_records_given_inline_by_a_fetch_of_an_earlier_version_are_read_as_they_are(store):
-    assert list(window_store.records(RECORDS)) == RECORDS
-    window_store.remove(RECORDS, "stream_a")  # nothing to remove
 
 
 def test_a_delivered_window_is_removed_with_the_streams_expired_files_only(store, monkeypatch):
     monkeypatch.setenv("AIRFLOW__TWEETS_TO_KAFKA__WINDOW_STORE_RETENTION_HOURS", "1")
-    delivered = window_store.save(RECORDS, "stream_a", "run-delivered", START, END)
-    failed_long_ago = window_store.save(RECORDS, "stream_a", "run-failed-long-ago", START, END)
-    failed_lately = window_store.save(RECORDS, "stream_a", "run-failed-lately", START, END)
-    other_stream = window_store.save(RECORDS, "stream_b", "run-failed-long-ago", START, END)
+    delivered = saved(RECORDS, "stream_a", "run-delivered")
+    failed_long_ago = saved(RECORDS, "stream_a", "run-failed-long-ago")
+    failed_lately = saved(RECORDS, "stream_a", "run-failed-lately")
+    other_stream = saved(RECORDS, "stream_b", "run-failed-long-ago")
     two_hours_ago = time.time() - 7200
     for name in ("stream_a/run-failed-long-ago.jsonl", "stream_b/run-failed-long-ago.jsonl"):
         os.utime(store / name, (two_hours_ago, two_hours_ago))
@@ -80,7 +74,7 @@ def test_a_delivered_window_is_removed_with_the_streams_expired_files_only(store
 
 
 def test_a_window_that_is_gone_names_the_window_where_it_was_and_why(store):
-    reference = window_store.save(RECORDS, "stream_a", "run-1", START, END)
+    reference = saved(RECORDS, "stream_a", "run-1")
     window_store.remove(reference, "stream_a")
 
     with pytest.raises(window_store.WindowGone) as gone:
@@ -95,3 +89,10 @@ def test_the_default_store_is_a_folder_of_airflow_home(monkeypatch, tmp_path):
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
 
     assert window_store.store_url() == f"file://{tmp_path}/tweets_to_kafka/windows"
+
+
+def saved(records: list[dict], dag_id: str, run_id: str) -> dict[str, str]:
+    """The window of run `run_id` of `dag_id`, with `records` saved in it."""
+    window = window_store.window(dag_id, run_id, START, END)
+    window_store.save(records, window)
+    return window
