@@ -493,13 +493,22 @@ class ProduceWindowOperator(ProduceToTopicOperator):
         if isinstance(self.producer_function, str):
             self.producer_function = import_string(self.producer_function)
         with clients.transaction(producer, transactional_id, report):
+            produced = 0
             for key, value in self.producer_function(
                 window, *self.producer_function_args, **self.producer_function_kwargs
             ):
                 produce_record(producer, self.topic, key, value, report)
+                produced += 1
                 producer.poll(self.poll_timeout)
                 if self.synchronous:
                     producer.flush()
+            if not transactional_id:  # the entry follows the acknowledged records
+                producer.flush()
+            # In a transaction, the entry goes with the records: committed with every one of them, or not at all.
+            delivery = self._delivery(produced, transactional_id, context)
+            produce_record(
+                producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
+            )
             producer.flush()  # the delivery callback raises here, outside commit, if a record failed
             if report.queue_full:
                 log.info(
@@ -507,10 +516,6 @@ class ProduceWindowOperator(ProduceToTopicOperator):
                     "for the broker to acknowledge earlier ones",
                     report.queue_full,
                 )
-            delivery = self._delivery(report.acknowledged[self.topic], transactional_id, context)
-            produce_record(
-                producer, self.ledger_topic, delivery.key, ledger.encode(delivery), report, partition
-            )
         if transactional_id:
             log.info(
                 "Committed transaction %r: %d records and the window's ledger entry",
