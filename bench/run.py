@@ -240,15 +240,17 @@ def main(argv: list[str] | None = None) -> None:
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    from bench.chart import draw
+    wrote = [output_dir / "results.json"]
+    if missing := [name for name in SECTIONS if name not in results]:  # a first --only run of --quick
+        print(f"\nNo chart or table: no figures of {', '.join(missing)} yet")
+    else:
+        from bench.chart import draw
 
-    draw(results, output_dir / "results.png")
-    print()
-    print(table(results))
-    print(
-        f"\nWrote {output_dir / 'results.json'} and {output_dir / 'results.png'} in {results['duration_s']} s; "
-        f"logs in {log_dir}"
-    )
+        draw(results, output_dir / "results.png")
+        wrote.append(output_dir / "results.png")
+        print()
+        print(table(results))
+    print(f"\nWrote {' and '.join(map(str, wrote))} in {results['duration_s']} s; logs in {log_dir}")
 
 
 if __name__ == "__main__":
