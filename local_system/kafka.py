@@ -251,7 +251,10 @@ class KafkaBroker(Service):
         config.touch(mode=0o600)  # a secured node's holds the admin's password
         config.write_text("".join(f"{key}={value}\n" for key, value in settings.items()))
         if not (self.state_dir / "data" / "meta.properties").exists():
-            cluster_id = self.cluster_id or self._run_java("kafka.tools.StorageTool", "random-uuid").strip()
+            # the id is the output's last word: a log line the JVM printed first is not part of it
+            cluster_id = (
+                self.cluster_id or self._run_java("kafka.tools.StorageTool", "random-uuid").split()[-1]
+            )
             self._run_java(
                 "kafka.tools.StorageTool",
                 "format",
@@ -326,7 +329,7 @@ class KafkaCluster:
             fetch_jars()
             command = ["java", "-cp", f"{LIBS}/*", "kafka.tools.StorageTool", "random-uuid"]
             path.write_text(
-                subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+                subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()[-1]
             )
         return path.read_text().strip()
 
