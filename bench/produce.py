@@ -220,7 +220,7 @@ def task_context(window_start: datetime, query: str = "bench", run_id: str | Non
         "dag_run": run,
         "run_id": run.run_id,
         "ti": SimpleNamespace(try_number=1),
-        "params": {"query": query},
+        "params": {"query": query, "topic": "bench"},  # the topic: what fetch_tweets logs
         "outlet_events": defaultdict(set),  # the topic's asset event
     }
 
